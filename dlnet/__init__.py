@@ -1,0 +1,1 @@
+"""dlnet: a private Stellar network for decentralised deep-learning training."""

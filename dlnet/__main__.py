@@ -1,0 +1,3 @@
+from dlnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The `dlnet` command line: day-2 work on a network described by an inventory.
+
+One error boundary (main): DlnetError -> its message, exit 1; Ctrl-C -> 130; anything else ->
+"unexpected error", exit 3, traceback only with DLNET_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from dlnet import keys, preflight, quorum
+from dlnet.config import load_network
+from dlnet.errors import DlnetError, InventoryError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+keys_app = typer.Typer(no_args_is_help=True, help="Secrets of an environment (generated once, never shown).")
+app.add_typer(keys_app, name="keys")
+
+Inventory = Annotated[
+    str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")
+]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ExtraVars = Annotated[
+    list[str] | None, typer.Option("--extra-vars", "-e", help="Ansible extra vars (key=value), as given to the playbook.")
+]
+
+
+def _emit(as_json: bool, payload: dict[str, object], text: str) -> None:
+    typer.echo(json.dumps(payload, indent=2, sort_keys=True) if as_json else text)
+
+
+@app.command()
+def check(
+    inventory: Inventory = "inventories/local",
+    extra_vars: ExtraVars = None,
+    reset: Annotated[bool, typer.Option(envvar="DLNET_RESET", help="Allow a changed passphrase (new network).")] = False,
+    artifacts: Annotated[bool, typer.Option(help="Check that stellar-core/Horizon binaries are supplied.")] = True,
+    as_json: Json = False,
+) -> None:
+    """Preflight: validate the inventory and the quorum before anything is touched."""
+    net = load_network(inventory, extra_vars)
+    problems = preflight.check_network(net, reset=reset, check_artifacts=artifacts)
+    if problems:
+        raise InventoryError(problems)
+    analysis = quorum.analyse(preflight.qsets_for(net), _orgs(net)) if net.validators else None
+    summary = {
+        "env": net.env,
+        "ok": True,
+        "validators": len(net.validators),
+        "organisations": len(net.organisations),
+        "tolerated_failures": analysis.tolerates if analysis else None,
+    }
+    _emit(as_json, summary, f"{inventory}: preflight passed ({len(net.validators)} validators, "
+          f"{len(net.organisations)} organisations"
+          + (f", survives {analysis.tolerates} failed validator(s))" if analysis else ")"))
+
+
+def _orgs(net: object) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in net.validators:  # type: ignore[attr-defined]
+        out.setdefault(v.organisation, []).append(v.name)
+    return out
+
+
+@app.command("quorum")
+def quorum_cmd(inventory: Inventory = "inventories/local", extra_vars: ExtraVars = None, as_json: Json = False) -> None:
+    """Show each validator's quorum set (as stellar-core will generate it) and what it tolerates."""
+    net = load_network(inventory, extra_vars)
+    qsets = preflight.qsets_for(net)
+    analysis = quorum.analyse(qsets, _orgs(net))
+    payload = {
+        "qsets": {k: v.to_json() for k, v in qsets.items()},
+        "failure_safety": {k: quorum.failure_safety(v) for k, v in qsets.items()},
+        "intersection": analysis.disjoint is None if analysis.exact else None,
+        "tolerates": analysis.tolerates,
+    }
+    lines = [f"{k}: {json.dumps(v.to_json())} (FAILURE_SAFETY {quorum.failure_safety(v)})" for k, v in qsets.items()]
+    lines.append(f"intersection: {payload['intersection']}; tolerates {analysis.tolerates} failed validator(s)")
+    _emit(as_json, payload, "\n".join(lines))
+
+
+@keys_app.command("ensure")
+def keys_ensure(inventory: Inventory = "inventories/local", extra_vars: ExtraVars = None, as_json: Json = False) -> None:
+    """Generate missing secrets (validator seeds, swarm key, DB password); report names, never values."""
+    net = load_network(inventory, extra_vars)
+    created = keys.ensure(net)
+    _emit(as_json, {"changed": bool(created), "created": created, "dir": str(keys.secrets_dir(net.env))},
+          f"created: {', '.join(created)}" if created else "all secrets present")
+
+
+@keys_app.command("forget-network")
+def keys_forget(inventory: Inventory = "inventories/local", extra_vars: ExtraVars = None) -> None:
+    """Forget the deployed passphrase after the ledgers were deleted (make clean does this)."""
+    net = load_network(inventory, extra_vars)
+    keys.reset_record(net)
+    typer.echo(f"{net.env}: deployed-network record removed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except InventoryError as exc:
+        for line in exc.problems:
+            typer.secho(f"error: {line}", fg="red", err=True)
+        return exc.exit_code
+    except DlnetError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except (typer.Exit, typer.Abort) as exc:
+        return getattr(exc, "exit_code", 1)
+    except Exception as exc:  # the one place that catches everything: the CLI's boundary
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        typer.secho(f"unexpected error: {exc!r} (DLNET_DEBUG=1 shows the traceback)", fg="red", err=True)
+        if os.environ.get("DLNET_DEBUG"):
+            traceback.print_exc(file=sys.stderr)
+        return 3
+    return 0

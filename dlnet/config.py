@@ -1,0 +1,285 @@
+"""The network description, typed, read from `inventories/<env>/`.
+
+The inventory is the one source of truth. Variables are resolved by Ansible itself
+(`ansible-inventory --list`), so the roles and this package can never disagree on precedence
+(group_vars < host_vars < extra vars). `Network.from_inventory_json()` builds the model from that
+JSON; tests feed it dictionaries directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlnet.errors import DlnetError, InventoryError
+
+Quality = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+
+# Inventory groups, one per component. Roles receive the host lists through variables.
+GROUPS = {
+    "stellar_core": "stellar_core",
+    "horizon": "horizon",
+    "postgres": "postgres",
+    "ipfs": "ipfs_bootstrap",
+    "prometheus": "prometheus",
+    "grafana": "grafana",
+}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Field(ge=1, le=65535)
+
+
+class Organisation(_Strict):
+    name: str
+    home_domain: str
+    quality: Quality = "HIGH"
+    # Organisations whose validators this organisation's validators trust (their quorum sets list
+    # them). Unset: every organisation. An organisation always trusts itself.
+    trusts: list[str] | None = None
+
+    @field_validator("home_domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        if not _DOMAIN.match(v):
+            raise ValueError(f"expected a DNS name such as org1.example.com, got {v!r}")
+        return v
+
+
+class Components(_Strict):
+    """Which components this inventory deploys; the roles deploy only what is on."""
+
+    stellar_core: bool = True
+    horizon: bool = True
+    postgres: bool = True
+    ipfs: bool = True
+    prometheus: bool = True
+    grafana: bool = False
+
+
+class Quorum(_Strict):
+    # Validators that may fail at once while the rest still close ledgers (liveness).
+    tolerated_failures: int = Field(default=1, ge=0)
+    # stellar-core's UNSAFE_QUORUM: accept quorum sets stellar-core calls unsafe. Never for production.
+    unsafe: bool = False
+
+
+class Host(_Strict):
+    name: str
+    address: str  # how the other components reach this host (dlnet_address, default ansible_host)
+
+
+class Validator(Host):
+    organisation: str
+    peer_port: int = Port
+    http_port: int = Port
+    history_port: int = Port
+
+
+class HorizonNode(Host):
+    port: int = Port
+
+
+class PostgresNode(Host):
+    port: int = Port
+
+
+class IpfsNode(Host):
+    swarm_port: int = Port
+    api_port: int = Port
+    gateway_port: int = Port
+
+
+class PrometheusNode(Host):
+    port: int = Port
+
+
+class GrafanaNode(Host):
+    port: int = Port
+
+
+class Network(_Strict):
+    env: str
+    passphrase: str = Field(min_length=1)
+    organisations: list[Organisation]
+    components: Components = Components()
+    quorum: Quorum = Quorum()
+    accelerate_time: bool = False
+    stellar_core_version: str
+    horizon_version: str
+    validators: list[Validator] = []
+    horizon: list[HorizonNode] = []
+    postgres: list[PostgresNode] = []
+    ipfs: list[IpfsNode] = []
+    prometheus: list[PrometheusNode] = []
+    grafana: list[GrafanaNode] = []
+    inventory: str = ""
+
+    @field_validator("passphrase")
+    @classmethod
+    def _passphrase(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("expected a non-empty network passphrase, got only blanks")
+        return v
+
+    @field_validator("stellar_core_version", "horizon_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not re.match(r"^\d+\.\d+\.\d+$", v):
+            raise ValueError(f"expected a version MAJOR.MINOR.PATCH such as 27.1.0, got {v!r}")
+        return v
+
+    def organisation(self, name: str) -> Organisation | None:
+        return next((o for o in self.organisations if o.name == name), None)
+
+    @property
+    def stellar_core_major(self) -> int:
+        return int(self.stellar_core_version.split(".")[0])
+
+    @classmethod
+    def from_inventory_json(cls, data: dict[str, Any], inventory: str = "") -> Network:
+        """Build the model from `ansible-inventory --list` output; raise InventoryError listing problems."""
+        hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+
+        def hosts(group: str) -> list[str]:
+            return _group_hosts(data, group)
+
+        # Inventory-wide values live in group_vars/all: any host carries them. An inventory without
+        # hosts still has its group_vars, which ansible-inventory does not show: say so plainly.
+        every = sorted({h for g in GROUPS.values() for h in hosts(g)})
+        if not every:
+            raise InventoryError(
+                [f"{inventory or 'inventory'}: no hosts in any of the groups {', '.join(GROUPS.values())}"
+                 " — add at least one host, as in inventories/sample/hosts.yml"]
+            )
+        common = hostvars.get(every[0], {})
+
+        def host(name: str, **fields: str) -> dict[str, Any]:
+            hv = hostvars.get(name, {})
+            out: dict[str, Any] = {"name": name, "address": hv.get("dlnet_address", hv.get("ansible_host", name))}
+            for field, var in fields.items():
+                out[field] = hv.get(var)
+            return out
+
+        raw: dict[str, Any] = {
+            "env": common.get("dlnet_env", Path(inventory).name or "default"),
+            "passphrase": common.get("dlnet_network_passphrase", ""),
+            "organisations": common.get("dlnet_organisations", []),
+            "components": common.get("dlnet_components", {}),
+            "quorum": common.get("dlnet_quorum", {}),
+            "accelerate_time": common.get("dlnet_testing_accelerate_time", False),
+            "stellar_core_version": str(common.get("stellar_core_version", "")),
+            "horizon_version": str(common.get("horizon_version", "")),
+            "validators": [
+                host(n, organisation="stellar_core_organisation", peer_port="stellar_core_peer_port",
+                     http_port="stellar_core_http_port", history_port="stellar_core_history_port")
+                for n in hosts(GROUPS["stellar_core"])
+            ],
+            "horizon": [host(n, port="horizon_port") for n in hosts(GROUPS["horizon"])],
+            "postgres": [host(n, port="postgres_port") for n in hosts(GROUPS["postgres"])],
+            "ipfs": [
+                host(n, swarm_port="ipfs_bootstrap_swarm_port", api_port="ipfs_bootstrap_api_port",
+                     gateway_port="ipfs_bootstrap_gateway_port")
+                for n in hosts(GROUPS["ipfs"])
+            ],
+            "prometheus": [host(n, port="prometheus_port") for n in hosts(GROUPS["prometheus"])],
+            "grafana": [host(n, port="grafana_port") for n in hosts(GROUPS["grafana"])],
+            "inventory": inventory,
+        }
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InventoryError([_explain(e, raw, inventory) for e in exc.errors()]) from None
+
+
+# What each model field is called in the inventory, so messages name what the operator edits.
+_INVENTORY_NAMES = {
+    "env": "dlnet_env",
+    "passphrase": "dlnet_network_passphrase",
+    "organisations": "dlnet_organisations",
+    "components": "dlnet_components",
+    "quorum": "dlnet_quorum",
+    "accelerate_time": "dlnet_testing_accelerate_time",
+    "peer_port": "stellar_core_peer_port",
+    "http_port": "stellar_core_http_port",
+    "history_port": "stellar_core_history_port",
+    "organisation": "stellar_core_organisation",
+}
+_HOST_GROUPS = {"validators", "horizon", "postgres", "ipfs", "prometheus", "grafana"}
+_HOST_FIELD_VARS = {
+    "horizon": "horizon_", "postgres": "postgres_", "prometheus": "prometheus_", "grafana": "grafana_",
+    "ipfs": "ipfs_bootstrap_",
+}
+
+
+def _explain(err: Any, raw: dict[str, Any], inventory: str) -> str:
+    loc = list(err["loc"])
+    where: str
+    if loc and loc[0] in _HOST_GROUPS and len(loc) >= 3 and isinstance(loc[1], int):
+        group, idx, field = loc[0], loc[1], str(loc[2])
+        hostname = raw[group][idx]["name"]
+        var = _INVENTORY_NAMES.get(field) if group == "validators" else _HOST_FIELD_VARS[group] + field
+        where = f"host {hostname}: {var or field}"
+    else:
+        top = str(loc[0]) if loc else "?"
+        where = ".".join([_INVENTORY_NAMES.get(top, top), *[str(p) for p in loc[1:]]])
+    got = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing" or got is None:
+        msg = "missing — set it in the inventory (see inventories/sample/ for every knob, commented)"
+    elif err["type"] == "extra_forbidden":
+        msg = f"unknown key (got {got!r}) — check its spelling against inventories/sample/"
+    elif "got" not in msg:
+        msg = f"{msg}, got {got!r}"
+    return f"{inventory or 'inventory'}: {where}: {msg}"
+
+
+def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
+    """Hosts of a group including its children, in inventory order."""
+    out: list[str] = []
+    node = data.get(group, {})
+    out.extend(node.get("hosts", []))
+    for child in node.get("children", []):
+        out.extend(h for h in _group_hosts(data, child) if h not in out)
+    return out
+
+
+def ansible_inventory_json(inventory: str | Path, extra_vars: list[str] | None = None) -> dict[str, Any]:
+    """Run `ansible-inventory --list` (from this interpreter's environment) and return its JSON."""
+    path = Path(inventory)
+    if not path.exists():
+        raise DlnetError(
+            f"inventory {inventory} does not exist — expected a directory such as inventories/local"
+        )
+    exe = Path(sys.executable).parent / "ansible-inventory"
+    cmd = [str(exe) if exe.exists() else (shutil.which("ansible-inventory") or "ansible-inventory")]
+    cmd += ["-i", str(path), "--list"]
+    for ev in extra_vars or []:
+        cmd += ["-e", ev]
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_NOCOLOR": "1"}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    except FileNotFoundError:
+        raise DlnetError("ansible-inventory not found — run `make venv` (installs ansible-core)") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise DlnetError(f"ansible-inventory could not read {inventory}: {detail[0]}")
+    return json.loads(proc.stdout)
+
+
+def load_network(inventory: str | Path, extra_vars: list[str] | None = None) -> Network:
+    return Network.from_inventory_json(ansible_inventory_json(inventory, extra_vars), str(inventory))

@@ -1,0 +1,72 @@
+"""Secrets of one environment: generated once, never regenerated, never printed.
+
+They live in the controller's state directory (`$DLNET_STATE_DIR/<env>/secrets`, 0700, files 0600),
+outside git. Only public halves (`<validator>.pub`) are readable by others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from stellar_sdk import Keypair
+
+from dlnet.config import Network
+from dlnet.preflight import passphrase_digest, state_dir
+
+
+def _write_private(path: Path, text: str) -> None:
+    # O_EXCL: never overwrite a secret that appeared meanwhile; 0600 from the first byte.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def swarm_key_text() -> str:
+    """kubo's private-network key format: /key/swarm/psk/1.0.0/, /base16/, 64 hex characters."""
+    return f"/key/swarm/psk/1.0.0/\n/base16/\n{secrets.token_hex(32)}\n"
+
+
+def secrets_dir(env: str) -> Path:
+    return state_dir(env) / "secrets"
+
+
+def ensure(net: Network) -> list[str]:
+    """Create whatever secret is missing; return the names created (never their values)."""
+    root = secrets_dir(net.env)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(root, 0o700)
+    created: list[str] = []
+    if net.components.stellar_core:
+        for v in net.validators:
+            seed, pub = root / f"{v.name}.seed", root / f"{v.name}.pub"
+            if not seed.exists():
+                _write_private(seed, Keypair.random().secret + "\n")
+                created.append(seed.name)
+            public = Keypair.from_secret(seed.read_text().strip()).public_key
+            if not pub.exists() or pub.read_text().strip() != public:
+                pub.write_text(public + "\n")
+                created.append(pub.name)
+    wanted: dict[str, object] = {}
+    if net.components.ipfs:
+        wanted["swarm.key"] = swarm_key_text
+    if net.components.postgres:
+        wanted["postgres.password"] = lambda: secrets.token_urlsafe(24) + "\n"
+    for name, make in wanted.items():
+        path = root / name
+        if not path.exists():
+            _write_private(path, make())  # type: ignore[operator]
+            created.append(name)
+    record = state_dir(net.env) / "network.json"
+    if not record.exists():
+        record.write_text(json.dumps({"env": net.env, "passphrase_sha256": passphrase_digest(net.passphrase)}) + "\n")
+        created.append(record.name)
+    return created
+
+
+def reset_record(net: Network) -> None:
+    """Forget the deployed passphrase (after the ledgers were deleted on purpose)."""
+    record = state_dir(net.env) / "network.json"
+    record.unlink(missing_ok=True)
