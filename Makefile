@@ -107,8 +107,8 @@ test: venv deps engine ## Lint, then every test (builds images, deploys inventor
 
 .PHONY: bench
 bench: venv engine ## Benchmarks, printed as numbers and ratios
-	@echo ">> benchmarks"
-	@$(BIN)/python scripts/bench.py
+	@echo ">> benchmarks (scripts/bench_*.py)"
+	@for b in scripts/bench_*.py; do echo ">> $$b"; $(BIN)/python "$$b"; done
 
 .PHONY: fetch-artifacts
 fetch-artifacts: engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
