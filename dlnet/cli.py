@@ -15,12 +15,15 @@ from typing import Annotated
 import typer
 
 from dlnet import keys, preflight, quorum
+from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.config import load_network
 from dlnet.errors import DlnetError, InventoryError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Secrets of an environment (generated once, never shown).")
 app.add_typer(keys_app, name="keys")
+# Day-2 verbs (issue 3), one module each under dlnet/commands/.
+app.command("exporter")(exporter_cmd)
 
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")
