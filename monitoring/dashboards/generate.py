@@ -215,7 +215,7 @@ def overview() -> db.Dashboard:
     d = d.with_panel(
         stat_panel(
             f"Ledgers closed within {CLOSE_TIME_SLO_S} s",
-            f'sum(increase(dlnet_ledger_close_seconds_bucket{{{ENV_V}, le="{CLOSE_TIME_SLO_S}"}}[$__range])) '
+            f'sum(increase(dlnet_ledger_close_seconds_bucket{{{ENV_V}, le=~"{CLOSE_TIME_SLO_S}(\\\\.0)?"}}[$__range])) '
             f"/ sum(increase(dlnet_ledger_close_seconds_count{{{ENV_V}}}[$__range]))",
             unit="percentunit",
             desc="Share of ledgers over the dashboard's time range that closed within the SLO.",

@@ -1,0 +1,212 @@
+"""Processes for the monitoring integration test: kubo nodes, SDF's stellar-core exporter, the dlnet exporter
+and the real Prometheus (Debian package), each on 127.0.0.1 and an ephemeral port, stopped by their pid."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBO = ROOT / "build" / "bin" / "ipfs"
+BIN = Path(sys.executable).parent
+# Ports of the local deployment (inventories/local): never used by tests.
+RESERVED = {*range(11570, 11647), 15432, 4001, 4002, 5001, 5002, 8000, 8080, 8081, 9090, 9470}
+
+# SDF's exporter binds every interface and takes no address option: run it on 127.0.0.1 only.
+SDF_EXPORTER_LOOPBACK = """
+import sys
+from stellar_core_prometheus_exporter import exporter as e
+class Loopback(e._ThreadingSimpleServer):
+    def __init__(self, address, handler):
+        super().__init__(("127.0.0.1", address[1]), handler)
+e._ThreadingSimpleServer = Loopback
+e.main()
+"""
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in RESERVED:
+            return port
+
+
+def free_port_run(n: int) -> int:
+    """First of n consecutive free ports (roles/prometheus numbers SDF exporters base + index)."""
+    for _ in range(200):
+        base = free_port()
+        ports = range(base, base + n)
+        if all(p not in RESERVED and _is_free(p) for p in ports):
+            return base
+    raise RuntimeError(f"no run of {n} free ports on 127.0.0.1")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not ready after {timeout} s (last error: {last!r})")
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+class Processes:
+    """Started processes, stopped in reverse order by pid (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        self.procs.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+class KuboNode:
+    """A throwaway kubo node in a private swarm: its own IPFS_PATH, loopback only, no bootstrap, no mDNS."""
+
+    def __init__(self, name: str, root: Path, swarm_key: str) -> None:
+        self.name = name
+        self.path = root / name
+        self.api_port = free_port()
+        self.swarm_port = free_port()
+        self.env = {"IPFS_PATH": str(self.path), "IPFS_TELEMETRY": "off", "LIBP2P_FORCE_PNET": "1"}
+        self.path.mkdir(parents=True)
+        self._ipfs("init", "--profile=autoconf-off,test")
+        (self.path / "swarm.key").write_text(swarm_key)
+        for key, value in {
+            "Bootstrap": "[]",
+            "Addresses.API": json.dumps(f"/ip4/127.0.0.1/tcp/{self.api_port}"),
+            "Addresses.Gateway": json.dumps(f"/ip4/127.0.0.1/tcp/{free_port()}"),
+            "Addresses.Swarm": json.dumps([f"/ip4/127.0.0.1/tcp/{self.swarm_port}"]),
+            "Discovery.MDNS.Enabled": "false",
+            "Routing.Type": json.dumps("none"),
+            "Swarm.RelayClient.Enabled": "false",
+            "Swarm.RelayService.Enabled": "false",
+            "AutoTLS.Enabled": "false",
+        }.items():
+            self._ipfs("config", "--json", key, value)
+        self.peer_id = self._ipfs("config", "Identity.PeerID").strip()
+
+    def _ipfs(self, *args: str) -> str:
+        res = subprocess.run(
+            [str(KUBO), *args], env={**os.environ, **self.env}, capture_output=True, text=True, timeout=60
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"ipfs {' '.join(args)} failed: {res.stderr.strip()}")
+        return res.stdout
+
+    @staticmethod
+    def swarm_key() -> str:
+        return "/key/swarm/psk/1.0.0/\n/base16/\n" + secrets.token_hex(32) + "\n"
+
+    def start(self, procs: Processes) -> None:
+        procs.start(f"kubo-{self.name}", [str(KUBO), "daemon"], env=self.env)
+        wait_for(f"kubo {self.name}", lambda: http_get(self.metrics_url), timeout=60)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/debug/metrics/prometheus"
+
+    def connect(self, other: KuboNode) -> None:
+        addr = f"/ip4/127.0.0.1/tcp/{other.swarm_port}/p2p/{other.peer_id}"
+        url = f"http://127.0.0.1:{self.api_port}/api/v0/swarm/connect?arg={urllib.parse.quote(addr)}"
+        req = urllib.request.Request(url, method="POST")  # the RPC API is POST-only
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert b"success" in resp.read()
+
+
+class Prometheus:
+    """The Debian package's prometheus binary on a rendered configuration."""
+
+    def __init__(self, config: Path, data: Path, port: int) -> None:
+        self.config, self.data, self.port = config, data, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, procs: Processes) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus not installed"
+        procs.start(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+        )
+        wait_for("prometheus ready", lambda: http_get(f"{self.url}/-/ready"), timeout=60)
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"{self.url}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        body = json.loads(http_get(url, timeout=30))
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return self.api("query", query=expr)["result"]
+
+    def query_range(self, expr: str, seconds: int, step: str = "1s") -> list[dict[str, Any]]:
+        end = time.time()
+        return self.api("query_range", query=expr, start=str(end - seconds), end=str(end), step=step)["result"]
+
+
+@contextlib.contextmanager
+def running(procs: Processes):
+    try:
+        yield procs
+    finally:
+        procs.stop_all()

@@ -1,0 +1,220 @@
+"""The real Prometheus (Debian package) on the configuration roles/prometheus renders from an inventory,
+scraping what runs here: the dlnet exporter and SDF's stellar-core exporter against the stellar-core and
+Horizon doubles (tests/doubles/, built from ../shared/reference/), two kubo nodes in a private swarm, and
+itself. Every panel query of every dashboard must return data from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from doubles.core import CoreNetwork
+from doubles.horizon import HorizonDouble
+from doubles.inventory import write_inventory
+
+from .conftest import MONITORING, ROOT
+from .harness import (
+    BIN,
+    KUBO,
+    SDF_EXPORTER_LOOPBACK,
+    KuboNode,
+    Processes,
+    Prometheus,
+    free_port,
+    free_port_run,
+    http_get,
+    wait_for,
+)
+
+PASSPHRASE = "dlnet monitoring test ; 2026"
+VALIDATORS = ["v1", "v2", "v3"]
+RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval (4 x scrape, rounded up)
+RANGE = "60s"  # $__range
+WARMUP_SECONDS = 25  # enough samples for every rate()/increase() window above
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (deps/apt-monitoring.txt)"),
+    pytest.mark.skipif(not KUBO.exists(), reason="kubo not built: run `make kubo` (build/bin/ipfs)"),
+]
+
+
+def _dashboards() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((MONITORING / "dashboards" / "json").glob("*.json"))}
+
+
+def _panel_queries() -> list[tuple[str, str, str, str]]:
+    out = []
+    for uid, dash in _dashboards().items():
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                out.append((uid, panel["title"], target["refId"], target["expr"]))
+    return out
+
+
+def _substitute(expr: str) -> str:
+    """Grafana's variables as a dashboard with every variable on "All" sends them."""
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", RANGE)
+    expr = re.sub(r"\$(environment|validator)\b", ".*", expr)
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr
+
+
+def _couple(core: CoreNetwork, horizon: HorizonDouble) -> None:
+    """One network: Horizon ingests every ledger the validators close, with the same close time, and each
+    ledger carries a few transactions (1-3 operations each) so throughput panels have something to show."""
+    close = core.close_ledger
+    load = itertools.cycle([[1], [1, 2], [3, 1, 2], [2, 2, 2, 2], []])
+
+    def close_both() -> bool:
+        with core.lock:
+            core.pending_txs.extend(next(load))
+            closed = close()
+            if closed:
+                horizon.ledger.close_time_step = max(1, core.header.closeTime - horizon.ledger.close_time)
+                horizon.close_ledgers(1)
+        return closed
+
+    core.close_ledger = close_both  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("monitoring-stack")
+    procs = Processes(tmp)
+    core = CoreNetwork(
+        # threshold 2 of 3: the quorum set stellar-core 19.14 derived for one organisation of three
+        # validators (../shared/reference/: fail_at 2 when healthy).
+        3, passphrase=PASSPHRASE, threshold=2, protocol_version=19, max_tx_set_size=500, close_interval=0.5,
+        close_steps=[5, 5, 6, 5, 4, 7, 5, 8, 5, 6],
+    ).start()
+    horizon = HorizonDouble(PASSPHRASE)
+    _couple(core, horizon)
+    horizon.start()
+    try:
+        key = KuboNode.swarm_key()
+        kubos = [KuboNode(name, tmp / "ipfs", key) for name in ("ipfs1", "ipfs2")]
+        prom_port, exporter_port, sdf_base = free_port(), free_port(), free_port_run(len(VALIDATORS))
+        inventory = write_inventory(
+            tmp,
+            passphrase=PASSPHRASE,
+            validators={name: core.nodes[name].port for name in VALIDATORS},
+            horizon_port=int(horizon.url.rsplit(":", 1)[1]),
+            ipfs_api_ports={k.name: k.api_port for k in kubos},
+            prometheus_port=prom_port,
+            extra={
+                "dlnet_exporter_port": exporter_port,
+                "prometheus_stellar_core_exporter_port": sdf_base,
+                "prometheus_horizon_admin_port": 0,  # no real Horizon here: its own metrics are not scraped
+                "prometheus_scrape_interval": "1s",
+            },
+            env="itest",
+        )
+        out = tmp / "rendered"
+        res = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "tests/monitoring/render-prometheus.yml"),
+             "-e", f"render_out={out}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        config = out / "prom1" / "prometheus.yml"
+
+        for k in kubos:
+            k.start(procs)
+        kubos[0].connect(kubos[1])
+        for i, name in enumerate(VALIDATORS):
+            procs.start(
+                f"sdf-exporter-{name}",
+                [sys.executable, "-c", SDF_EXPORTER_LOOPBACK,
+                 "--stellar-core-address", core.url(name), "--port", str(sdf_base + i)],
+            )
+        procs.start("dlnet-exporter", [str(BIN / "dlnet"), "exporter", "-i", inventory, "--port", str(exporter_port)])
+        for i, _ in enumerate(VALIDATORS):
+            wait_for("SDF exporter", lambda i=i: http_get(f"http://127.0.0.1:{sdf_base + i}/metrics"))
+        wait_for("dlnet exporter", lambda: http_get(f"http://127.0.0.1:{exporter_port}/metrics"))
+
+        prom = Prometheus(config, tmp / "tsdb", prom_port)
+        prom.start(procs)
+        wait_for(
+            "every target up",
+            lambda: all(t["health"] == "up" for t in prom.api("targets")["activeTargets"]),
+            timeout=60,
+        )
+        time.sleep(WARMUP_SECONDS)
+        yield {"prom": prom, "core": core, "config": config, "procs": procs, "inventory": inventory}
+    finally:
+        procs.stop_all()
+        core.stop()
+        horizon.stop()
+
+
+def test_rendered_configuration_passes_promtool(stack) -> None:
+    res = subprocess.run(["promtool", "check", "config", str(stack["config"])], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_every_expected_job_is_scraped_and_up(stack) -> None:
+    targets = stack["prom"].api("targets")["activeTargets"]
+    by_job: dict[str, list[str]] = {}
+    for t in targets:
+        by_job.setdefault(t["labels"]["job"], []).append(t["health"])
+    assert by_job == {
+        "prometheus": ["up"],
+        "dlnet_exporter": ["up"],
+        "stellar_core": ["up"] * 3,
+        "ipfs": ["up"] * 2,
+    }, by_job
+
+
+def test_every_series_carries_validator_organisation_and_environment(stack) -> None:
+    prom = stack["prom"]
+    # dlnet:* are the threshold constants (recording rules of vector(N)): deliberately label-free.
+    for label in ("validator", "organisation", "environment"):
+        missing = prom.query(f'count by (__name__, job) ({{__name__=~".+", __name__!~"dlnet:.*", {label}=""}})')
+        assert missing == [], f"series without {label}: {[m['metric'] for m in missing][:10]}"
+    assert prom.query('count(stellar_core_ledger_num{environment="itest", validator="v2", organisation="org1"})')
+    assert not prom.query('count({job="stellar_core", network!=""})'), "SDF's passphrase label must be dropped"
+
+
+def test_rules_load_and_evaluate_without_errors(stack) -> None:
+    groups = stack["prom"].api("rules")["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    alerts = {r["name"] for r in rules if r["type"] == "alerting"}
+    assert len(alerts) == 13, sorted(alerts)
+    broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not broken, broken
+    healthy_firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] != "inactive"]
+    assert not healthy_firing, f"alerts active on a healthy network: {healthy_firing}"
+
+
+@pytest.mark.parametrize(("uid", "title", "ref", "expr"), _panel_queries(),
+                         ids=[f"{u}/{t}/{r}" for u, t, r, _ in _panel_queries()])
+def test_every_panel_query_returns_data(stack, uid: str, title: str, ref: str, expr: str) -> None:
+    result = stack["prom"].query_range(_substitute(expr), seconds=10)
+    values = [float(v) for series in result for _, v in series["values"]]
+    assert values, f"{uid} / {title} ({ref}) returned no data: {_substitute(expr)}"
+    assert any(not math.isnan(v) for v in values), f"{uid} / {title} ({ref}) returned only NaN"
+
+
+def test_stopped_validator_is_seen_down_and_alerting(stack) -> None:
+    """Last (it changes the doubles): a validator going down reaches Prometheus and its alert goes pending."""
+    prom, core = stack["prom"], stack["core"]
+    core.set_mode("v3", "down")
+    wait_for("dlnet_validator_up{validator=v3} == 0",
+             lambda: prom.query('dlnet_validator_up{validator="v3"} == 0'), timeout=30)
+    alert = wait_for(
+        "DlnetValidatorDown pending",
+        lambda: [a for a in prom.api("alerts")["alerts"] if a["labels"]["alertname"] == "DlnetValidatorDown"],
+        timeout=30,
+    )
+    assert [a["labels"]["validator"] for a in alert] == ["v3"]
+    assert alert[0]["labels"]["severity"] == "critical" and alert[0]["state"] in {"pending", "firing"}
+
+
