@@ -79,7 +79,7 @@ def stage(name: str, extra: dict[str, Path]) -> Path:
 
 
 def docker_build(name: str, ctx: Path, args: dict[str, str]) -> None:
-    cmd = ["docker", "build", "--quiet", "--network", "host", "-t", f"dlnet/{name}:{TAG}"]
+    cmd = ["docker", "build", "--quiet", "--force-rm", "--network", "host", "-t", f"dlnet/{name}:{TAG}"]
     for k, v in {"BASE_IMAGE": BASE, "IMAGE_VERSION": TAG, **args}.items():
         cmd += ["--build-arg", f"{k}={v}"]
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # classic builder: no frontend image to pull
