@@ -99,7 +99,12 @@ def ca_bundle() -> Path:
 def wheel() -> Path:
     out = ROOT / "build" / "wheels"
     shutil.rmtree(out, ignore_errors=True)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)], stdout=subprocess.DEVNULL)
+    # A fixed SOURCE_DATE_EPOCH makes the wheel byte-identical across builds, so the image cache holds.
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
+        stdout=subprocess.DEVNULL,
+    )
     return next(out.glob("dlnet-*.whl"))
 
 
