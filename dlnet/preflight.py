@@ -234,8 +234,9 @@ def check_quorum(net: Network) -> list[str]:
         failed, stalled = analysis.breaking
         out.append(
             f"quorum: dlnet_quorum.tolerated_failures is {want} but the network tolerates {analysis.tolerates}:"
-            f" if {', '.join(failed)} fail, {', '.join(stalled)} stop closing ledgers — add validators or"
-            " organisations, or lower tolerated_failures"
+            f" if {', '.join(failed)} fail, "
+            + (f"{', '.join(stalled)} stop closing ledgers" if stalled else "no validator is left")
+            + " — add validators or organisations, or lower tolerated_failures"
         )
     out += [f"quorum: {n}" for n in analysis.notes]
     return out
