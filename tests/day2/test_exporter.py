@@ -7,7 +7,7 @@ import socket
 
 import httpx
 import pytest
-from doubles.inventory import write_inventory
+from tests.doubles.inventory import write_inventory
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
