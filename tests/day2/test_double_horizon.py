@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-from tests.doubles.ledger import root_keypair
 from stellar_sdk import (
     Asset,
     AuthorizationFlag,
@@ -18,6 +17,8 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
+
+from tests.doubles.ledger import root_keypair
 
 
 def _tx(server: Server, passphrase: str, source: Keypair, build, signers=()) -> dict:
