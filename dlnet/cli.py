@@ -16,6 +16,7 @@ import typer
 
 from dlnet import keys, preflight, quorum
 from dlnet.commands.exporter import exporter as exporter_cmd
+from dlnet.commands.upgrade import upgrade as upgrade_cmd
 from dlnet.config import load_network
 from dlnet.errors import DlnetError, InventoryError
 
@@ -24,6 +25,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Secrets of an environment (ge
 app.add_typer(keys_app, name="keys")
 # Day-2 verbs (issue 3), one module each under dlnet/commands/.
 app.command("exporter")(exporter_cmd)
+app.command("upgrade")(upgrade_cmd)
 
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")

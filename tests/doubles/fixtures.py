@@ -1,4 +1,4 @@
-"""Pytest fixtures for the doubles. Register with `pytest_plugins = ["doubles.fixtures"]` (tests/conftest.py).
+"""Pytest fixtures for the doubles. Registered by tests/conftest.py (`pytest_plugins = ["tests.doubles.fixtures"]`).
 
 Stable interface (issue 5 reuses it):
 - `horizon_double` -> HorizonEndpoint(url, passphrase, double): a Horizon + ledger double on 127.0.0.1 with
@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from doubles.core import CoreNetwork
-from doubles.horizon import HorizonDouble
+from tests.doubles.core import CoreNetwork
+from tests.doubles.horizon import HorizonDouble
 
 PASSPHRASE = "dlnet test network ; 2026"
 

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from doubles.ledger import (
+from tests.doubles.ledger import (
     AUTH_CLAWBACK,
     AUTH_IMMUTABLE,
     AUTH_REQUIRED,

@@ -7,13 +7,13 @@ import socket
 
 import httpx
 import pytest
-from doubles.inventory import write_inventory
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dlnet import day2
 from dlnet.cli import main
 from dlnet.exporter import CLOSE_BUCKETS, CloseHistogram, registry_for
+from tests.doubles.inventory import write_inventory
 
 
 def _samples(registry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

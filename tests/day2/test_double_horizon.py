@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-from doubles.ledger import root_keypair
 from stellar_sdk import (
     Asset,
     AuthorizationFlag,
@@ -18,6 +17,8 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
+
+from tests.doubles.ledger import root_keypair
 
 
 def _tx(server: Server, passphrase: str, source: Keypair, build, signers=()) -> dict:
@@ -209,11 +210,8 @@ def test_max_tx_set_size_limits_operations_per_ledger(horizon_factory):
         tx = b.build()
         tx.sign(root)
         txs.append(tx)
-    threads = [threading.Thread(target=server.submit_transaction, args=(t,)) for t in txs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    subs = [h.double.ledger.submit(t.to_xdr()) for t in txs]  # queued in sequence order, none applied yet
+    assert all(sub.done.wait(10) for sub in subs)
     ledgers = server.ledgers().order(desc=False).limit(200).call()["_embedded"]["records"]
     per_ledger = [r["operation_count"] for r in ledgers if r["operation_count"]]
     assert per_ledger == [2, 2, 2]
