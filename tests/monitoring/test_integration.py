@@ -16,9 +16,10 @@ import sys
 import time
 
 import pytest
-from doubles.core import CoreNetwork
-from doubles.horizon import HorizonDouble
-from doubles.inventory import write_inventory
+
+from tests.doubles.core import CoreNetwork
+from tests.doubles.horizon import HorizonDouble
+from tests.doubles.inventory import write_inventory
 
 from .conftest import MONITORING, ROOT
 from .harness import (
