@@ -4,6 +4,7 @@ and the real Prometheus (Debian package), each on 127.0.0.1 and an ephemeral por
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -15,9 +16,13 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.doubles.core import CoreNetwork
+from tests.doubles.horizon import HorizonDouble
+from tests.doubles.inventory import write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBO = ROOT / "build" / "bin" / "ipfs"
@@ -204,9 +209,100 @@ class Prometheus:
         return self.api("query_range", query=expr, start=str(end - seconds), end=str(end), step=step)["result"]
 
 
+PASSPHRASE = "dlnet monitoring test ; 2026"
+VALIDATORS = ["v1", "v2", "v3"]
+
+
+def _couple(core: CoreNetwork, horizon: HorizonDouble) -> None:
+    """One network: Horizon ingests every ledger the validators close, with the same close time, and each
+    ledger carries a few transactions (1-3 operations each) so throughput panels have something to show."""
+    close = core.close_ledger
+    load = itertools.cycle([[1], [1, 2], [3, 1, 2], [2, 2, 2, 2], []])
+
+    def close_both() -> bool:
+        with core.lock:
+            core.pending_txs.extend(next(load))
+            closed = close()
+            if closed:
+                horizon.ledger.close_time_step = max(1, core.header.closeTime - horizon.ledger.close_time)
+                horizon.close_ledgers(1)
+                with horizon.ledger.lock:  # Horizon reports what the validators applied
+                    record = horizon.ledger.ledgers[-1]
+                    record["successful_transaction_count"] = core.header.txs
+                    record["operation_count"] = record["tx_set_operation_count"] = core.header.ops
+        return closed
+
+    core.close_ledger = close_both  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
-def running(procs: Processes):
+def monitoring_stack(tmp: Path, warmup: float = 25.0) -> Iterator[dict[str, Any]]:
+    """Doubles, exporters, two kubo nodes and Prometheus on the role-rendered configuration; all on
+    127.0.0.1 and ephemeral ports; everything stopped on exit. Yields prom, core, config, inventory."""
+    procs = Processes(tmp)
+    core = CoreNetwork(
+        # threshold 2 of 3: the quorum set stellar-core 19.14 derived for one organisation of three
+        # validators (../shared/reference/: fail_at 2 when healthy).
+        3, passphrase=PASSPHRASE, threshold=2, protocol_version=19, max_tx_set_size=500, close_interval=0.5,
+        close_steps=[5, 5, 6, 5, 4, 7, 5, 8, 5, 6],
+    ).start()
+    horizon = HorizonDouble(PASSPHRASE)
+    _couple(core, horizon)
+    horizon.start()
     try:
-        yield procs
+        key = KuboNode.swarm_key()
+        kubos = [KuboNode(name, tmp / "ipfs", key) for name in ("ipfs1", "ipfs2")]
+        prom_port, exporter_port, sdf_base = free_port(), free_port(), free_port_run(len(VALIDATORS))
+        inventory = write_inventory(
+            tmp,
+            passphrase=PASSPHRASE,
+            validators={name: core.nodes[name].port for name in VALIDATORS},
+            horizon_port=int(horizon.url.rsplit(":", 1)[1]),
+            ipfs_api_ports={k.name: k.api_port for k in kubos},
+            prometheus_port=prom_port,
+            extra={
+                "dlnet_exporter_enabled": True,
+                "dlnet_exporter_port": exporter_port,
+                "prometheus_stellar_core_exporter_port": sdf_base,
+                "prometheus_horizon_admin_port": 0,  # no real Horizon here: its own metrics are not scraped
+                "prometheus_scrape_interval": "1s",
+            },
+            env="itest",
+        )
+        out = tmp / "rendered"
+        res = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "tests/monitoring/render-prometheus.yml"),
+             "-e", f"render_out={out}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        if res.returncode != 0:
+            raise RuntimeError("rendering the Prometheus configuration failed:\n" + res.stdout[-3000:] + res.stderr)
+        config = out / "prom1" / "prometheus.yml"
+
+        for k in kubos:
+            k.start(procs)
+        kubos[0].connect(kubos[1])
+        for i, name in enumerate(VALIDATORS):
+            procs.start(
+                f"sdf-exporter-{name}",
+                [sys.executable, "-c", SDF_EXPORTER_LOOPBACK,
+                 "--stellar-core-address", core.url(name), "--port", str(sdf_base + i)],
+            )
+        procs.start("dlnet-exporter", [str(BIN / "dlnet"), "exporter", "-i", inventory, "--port", str(exporter_port)])
+        for i, _ in enumerate(VALIDATORS):
+            wait_for("SDF exporter", lambda i=i: http_get(f"http://127.0.0.1:{sdf_base + i}/metrics"))
+        wait_for("dlnet exporter", lambda: http_get(f"http://127.0.0.1:{exporter_port}/metrics"))
+
+        prom = Prometheus(config, tmp / "tsdb", prom_port)
+        prom.start(procs)
+        wait_for(
+            "every target up",
+            lambda: all(t["health"] == "up" for t in prom.api("targets")["activeTargets"]),
+            timeout=60,
+        )
+        time.sleep(warmup)
+        yield {"prom": prom, "core": core, "config": config, "procs": procs, "inventory": inventory}
     finally:
         procs.stop_all()
+        core.stop()
+        horizon.stop()

@@ -6,37 +6,17 @@ itself. Every panel query of every dashboard must return data from it.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 import shutil
 import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.doubles.core import CoreNetwork
-from tests.doubles.horizon import HorizonDouble
-from tests.doubles.inventory import write_inventory
+from .conftest import MONITORING
+from .harness import KUBO, monitoring_stack, wait_for
 
-from .conftest import MONITORING, ROOT
-from .harness import (
-    BIN,
-    KUBO,
-    SDF_EXPORTER_LOOPBACK,
-    KuboNode,
-    Processes,
-    Prometheus,
-    free_port,
-    free_port_run,
-    http_get,
-    wait_for,
-)
-
-PASSPHRASE = "dlnet monitoring test ; 2026"
-VALIDATORS = ["v1", "v2", "v3"]
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval (4 x scrape, rounded up)
 RANGE = "60s"  # $__range
 WARMUP_SECONDS = 25  # enough samples for every rate()/increase() window above
@@ -68,92 +48,10 @@ def _substitute(expr: str) -> str:
     return expr
 
 
-def _couple(core: CoreNetwork, horizon: HorizonDouble) -> None:
-    """One network: Horizon ingests every ledger the validators close, with the same close time, and each
-    ledger carries a few transactions (1-3 operations each) so throughput panels have something to show."""
-    close = core.close_ledger
-    load = itertools.cycle([[1], [1, 2], [3, 1, 2], [2, 2, 2, 2], []])
-
-    def close_both() -> bool:
-        with core.lock:
-            core.pending_txs.extend(next(load))
-            closed = close()
-            if closed:
-                horizon.ledger.close_time_step = max(1, core.header.closeTime - horizon.ledger.close_time)
-                horizon.close_ledgers(1)
-        return closed
-
-    core.close_ledger = close_both  # type: ignore[method-assign]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("monitoring-stack")
-    procs = Processes(tmp)
-    core = CoreNetwork(
-        # threshold 2 of 3: the quorum set stellar-core 19.14 derived for one organisation of three
-        # validators (../shared/reference/: fail_at 2 when healthy).
-        3, passphrase=PASSPHRASE, threshold=2, protocol_version=19, max_tx_set_size=500, close_interval=0.5,
-        close_steps=[5, 5, 6, 5, 4, 7, 5, 8, 5, 6],
-    ).start()
-    horizon = HorizonDouble(PASSPHRASE)
-    _couple(core, horizon)
-    horizon.start()
-    try:
-        key = KuboNode.swarm_key()
-        kubos = [KuboNode(name, tmp / "ipfs", key) for name in ("ipfs1", "ipfs2")]
-        prom_port, exporter_port, sdf_base = free_port(), free_port(), free_port_run(len(VALIDATORS))
-        inventory = write_inventory(
-            tmp,
-            passphrase=PASSPHRASE,
-            validators={name: core.nodes[name].port for name in VALIDATORS},
-            horizon_port=int(horizon.url.rsplit(":", 1)[1]),
-            ipfs_api_ports={k.name: k.api_port for k in kubos},
-            prometheus_port=prom_port,
-            extra={
-                "dlnet_exporter_port": exporter_port,
-                "prometheus_stellar_core_exporter_port": sdf_base,
-                "prometheus_horizon_admin_port": 0,  # no real Horizon here: its own metrics are not scraped
-                "prometheus_scrape_interval": "1s",
-            },
-            env="itest",
-        )
-        out = tmp / "rendered"
-        res = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "tests/monitoring/render-prometheus.yml"),
-             "-e", f"render_out={out}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
-        )
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        config = out / "prom1" / "prometheus.yml"
-
-        for k in kubos:
-            k.start(procs)
-        kubos[0].connect(kubos[1])
-        for i, name in enumerate(VALIDATORS):
-            procs.start(
-                f"sdf-exporter-{name}",
-                [sys.executable, "-c", SDF_EXPORTER_LOOPBACK,
-                 "--stellar-core-address", core.url(name), "--port", str(sdf_base + i)],
-            )
-        procs.start("dlnet-exporter", [str(BIN / "dlnet"), "exporter", "-i", inventory, "--port", str(exporter_port)])
-        for i, _ in enumerate(VALIDATORS):
-            wait_for("SDF exporter", lambda i=i: http_get(f"http://127.0.0.1:{sdf_base + i}/metrics"))
-        wait_for("dlnet exporter", lambda: http_get(f"http://127.0.0.1:{exporter_port}/metrics"))
-
-        prom = Prometheus(config, tmp / "tsdb", prom_port)
-        prom.start(procs)
-        wait_for(
-            "every target up",
-            lambda: all(t["health"] == "up" for t in prom.api("targets")["activeTargets"]),
-            timeout=60,
-        )
-        time.sleep(WARMUP_SECONDS)
-        yield {"prom": prom, "core": core, "config": config, "procs": procs, "inventory": inventory}
-    finally:
-        procs.stop_all()
-        core.stop()
-        horizon.stop()
+    with monitoring_stack(tmp_path_factory.mktemp("monitoring-stack"), warmup=WARMUP_SECONDS) as running:
+        yield running
 
 
 def test_rendered_configuration_passes_promtool(stack) -> None:
