@@ -53,6 +53,9 @@ def seed(
             " set dlnet_dlc.home_domain"
         )
     funder, is_root = sd.funder_keypair(net, funder_secret_file)
+    if lock_root and not is_root:
+        raise DlnetError("seed: --lock-root locks the root account, but --funder-secret-file names another funder"
+                         " — expected to seed from the root account — drop one of the two options")
     if lock_root and not yes:
         if not sys.stdin.isatty():
             raise DlnetError(
@@ -70,9 +73,6 @@ def seed(
         distributor = sd.keypair(net.env, "dlc-distributor")
         holder_kps = sd.holder_keys(net.env, dlc.holders)
         steps, summary = sd.plan_dlc(chain, dlc, home_domain, issuer, distributor, holder_kps)
-        if lock_root:
-            if not is_root:
-                sd.lock_root_step(chain)  # raises: only the root account is locked
         chain.check_funding(steps)
         report = sd.Report()
         chain.execute(steps, report)
