@@ -16,6 +16,9 @@ import typer
 
 from dlnet import keys, preflight, quorum
 from dlnet.commands.exporter import exporter as exporter_cmd
+from dlnet.commands.model import model_app
+from dlnet.commands.seed import seed as seed_cmd
+from dlnet.commands.status import status as status_cmd
 from dlnet.commands.upgrade import upgrade as upgrade_cmd
 from dlnet.config import load_network
 from dlnet.errors import DlnetError, InventoryError
@@ -26,6 +29,9 @@ app.add_typer(keys_app, name="keys")
 # Day-2 verbs (issue 3), one module each under dlnet/commands/.
 app.command("exporter")(exporter_cmd)
 app.command("upgrade")(upgrade_cmd)
+app.command("status")(status_cmd)
+app.command("seed")(seed_cmd)
+app.add_typer(model_app, name="model")
 
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")

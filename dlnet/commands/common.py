@@ -10,9 +10,7 @@ import typer
 
 Inventory = Annotated[
     str,
-    typer.Option(
-        "--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local"
-    ),
+    typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local"),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ExtraVars = Annotated[

@@ -66,18 +66,14 @@ def test_issue_flow_create_flags_trust_authorize_pay(net):
         server,
         pp,
         root,
-        lambda b: b.append_create_account_op(issuer.public_key, "100").append_create_account_op(
-            dist.public_key, "100"
-        ),
+        lambda b: b.append_create_account_op(issuer.public_key, "100").append_create_account_op(dist.public_key, "100"),
     )
     flags = (
         AuthorizationFlag.AUTHORIZATION_REQUIRED
         | AuthorizationFlag.AUTHORIZATION_REVOCABLE
         | AuthorizationFlag.AUTHORIZATION_CLAWBACK_ENABLED
     )
-    _tx(
-        server, pp, issuer, lambda b: b.append_set_options_op(set_flags=flags, home_domain="org1.dlnet.local")
-    )
+    _tx(server, pp, issuer, lambda b: b.append_set_options_op(set_flags=flags, home_domain="org1.dlnet.local"))
     dlc = Asset("DLC", issuer.public_key)
     _tx(server, pp, dist, lambda b: b.append_change_trust_op(dlc))
     with pytest.raises(BadRequestError) as e:  # not authorized yet: AUTH_REQUIRED
@@ -224,14 +220,10 @@ def test_payments_paged_and_streamed_as_server_sent_events(net):
     got = []
     with (
         httpx.Client(timeout=5) as c,
-        c.stream(
-            "GET", f"{double.url}/payments", params={"cursor": "0"}, headers={"Accept": "text/event-stream"}
-        ) as r,
+        c.stream("GET", f"{double.url}/payments", params={"cursor": "0"}, headers={"Accept": "text/event-stream"}) as r,
     ):
         threading.Thread(
-            target=lambda: _tx(
-                server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "1.5")
-            )
+            target=lambda: _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "1.5"))
         ).start()
         for line in r.iter_lines():
             if line.startswith("data: {"):

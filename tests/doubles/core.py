@@ -105,7 +105,7 @@ class CoreNetwork:
         names = names or [f"v{i + 1}" for i in range(n)]
         self.passphrase = passphrase
         self.nodes = {name: Node(name, max_protocol) for name in names}
-        self.threshold = threshold or (len(names) * 2 // 3 + 1)
+        self.threshold = threshold or (len(names) // 2 + 1)  # 3 validators: t=2, as in quorum.json
         self.close_interval = close_interval
         self._steps = itertools.cycle(close_steps or [1])
         self.hang_seconds = hang_seconds
