@@ -164,12 +164,17 @@ class KuboNode:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/debug/metrics/prometheus"
 
-    def connect(self, other: KuboNode) -> None:
+    def connect(self, other: KuboNode, verb: str = "connect") -> None:
         addr = f"/ip4/127.0.0.1/tcp/{other.swarm_port}/p2p/{other.peer_id}"
-        url = f"http://127.0.0.1:{self.api_port}/api/v0/swarm/connect?arg={urllib.parse.quote(addr)}"
+        url = f"http://127.0.0.1:{self.api_port}/api/v0/swarm/{verb}?arg={urllib.parse.quote(addr)}"
         req = urllib.request.Request(url, method="POST")  # the RPC API is POST-only
         with urllib.request.urlopen(req, timeout=30) as resp:
-            assert b"success" in resp.read()
+            body = resp.read()
+        if b"success" not in body:
+            raise RuntimeError(f"swarm {verb} {addr}: {body!r}")
+
+    def disconnect(self, other: KuboNode) -> None:
+        self.connect(other, "disconnect")
 
 
 class Prometheus:
@@ -301,7 +306,8 @@ def monitoring_stack(tmp: Path, warmup: float = 25.0) -> Iterator[dict[str, Any]
             timeout=60,
         )
         time.sleep(warmup)
-        yield {"prom": prom, "core": core, "config": config, "procs": procs, "inventory": inventory}
+        yield {"prom": prom, "core": core, "config": config, "procs": procs, "inventory": inventory,
+               "kubos": kubos}
     finally:
         procs.stop_all()
         core.stop()

@@ -117,3 +117,16 @@ def test_stopped_validator_is_seen_down_and_alerting(stack) -> None:
     assert alert[0]["labels"]["severity"] == "critical" and alert[0]["state"] in {"pending", "firing"}
 
 
+
+
+def test_disconnected_kubo_nodes_are_seen_without_peers(stack) -> None:
+    """Last: with real kubo, a node that loses its only peer raises DlnetIpfsBootstrapNoPeers (pending)."""
+    prom, (k1, k2) = stack["prom"], stack["kubos"]
+    assert not prom.query("ALERTS{alertname=\"DlnetIpfsBootstrapNoPeers\"}")
+    k1.disconnect(k2)
+    pending = wait_for(
+        "DlnetIpfsBootstrapNoPeers pending for both nodes",
+        lambda: len(found := prom.query('ALERTS{alertname="DlnetIpfsBootstrapNoPeers"}')) == 2 and found,
+        timeout=30,
+    )
+    assert {a["metric"]["instance_name"] for a in pending} == {"ipfs1", "ipfs2"}
