@@ -75,6 +75,65 @@ def test_json_round_trips_through_the_sdk_models() -> None:
         assert json.loads(json.dumps(model, cls=JSONEncoder)) == data, f"{uid} does not round-trip"
 
 
+def _schema_errors(obj: object, path: str = "") -> list[str]:
+    """Values the SDK's typed models accept without checking: enums and primitives against their type hints."""
+    import enum
+    import typing
+
+    errors: list[str] = []
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            errors += _schema_errors(item, f"{path}[{i}]")
+        return errors
+    if isinstance(obj, dict):
+        for key, item in obj.items():
+            errors += _schema_errors(item, f"{path}.{key}")
+        return errors
+    if not type(obj).__module__.startswith("grafana_foundation_sdk.models"):
+        return errors
+    try:
+        hints = typing.get_type_hints(type(obj).__init__)
+    except NameError:  # an unresolvable forward reference: check the children only
+        hints = {}
+    for attr, value in vars(obj).items():
+        where = f"{path}.{attr}"
+        hint = hints.get(attr)
+        options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+        enums = [o for o in options if isinstance(o, type) and issubclass(o, enum.Enum)]
+        if value is not None and enums and not any(value in e._value2member_map_ for e in enums):
+            errors.append(f"{where}: {value!r} is not one of {[m.value for e in enums for m in e]}")
+        plain = [o for o in options if o in (int, float, str, bool)]
+        if value is not None and plain and len(options) <= 2 and not enums:
+            ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in plain)
+            ok = ok or (float in plain and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                errors.append(f"{where}: {value!r} is not {[t.__name__ for t in plain]}")
+        errors += _schema_errors(value, where)
+    return errors
+
+
+def test_enum_and_primitive_fields_are_valid_for_the_sdk() -> None:
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import dashboard as dm
+
+    register_default_plugins()
+    for uid, data in _dashboards().items():
+        errors = _schema_errors(dm.Dashboard.from_json(data), uid)
+        assert not errors, "\n".join(errors)
+
+
+def test_schema_check_detects_a_bad_enum_value() -> None:
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import dashboard as dm
+
+    register_default_plugins()
+    data = _dashboards()["dlnet-overview"]
+    stat_panel = next(p for p in _panels(data) if p["type"] == "stat")
+    stat_panel["options"]["colorMode"] = "plaid"
+    errors = _schema_errors(dm.Dashboard.from_json(data))
+    assert any("color_mode" in e and "plaid" in e for e in errors), errors
+
+
 def test_round_trip_detects_an_unknown_key() -> None:
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.cog.plugins import register_default_plugins
