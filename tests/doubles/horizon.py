@@ -228,6 +228,7 @@ def _paginate(records: list[dict[str, Any]], query: dict[str, str]) -> list[dict
 class _Handler(BaseHTTPRequestHandler):
     horizon: HorizonDouble
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # one write per response: no Nagle / delayed-ACK stalls between headers and body
 
     def log_message(self, format: str, *args: Any) -> None:
         return
