@@ -111,8 +111,8 @@ bench: venv engine ## Benchmarks, printed as numbers and ratios
 	@for b in scripts/bench_*.py; do echo ">> $$b"; $(BIN)/python "$$b"; done
 
 .PHONY: fetch-artifacts
-fetch-artifacts: engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
-	@echo ">> fetching official stellar-core $(STELLAR_CORE_DEB_VERSION) and Horizon from SDF's apt repository"
+fetch-artifacts: venv engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
+	@echo ">> fetching the official stellar-core and Horizon from SDF's apt repository"
 	@scripts/fetch-artifacts.sh
 
 # Fragments for further subsystems (monitoring, services, ...): each adds its own targets.
