@@ -54,6 +54,10 @@ class DlcSettings(_Strict):
     # Computing partners that get a funded account with an authorized DLC trustline (keys kept 0600).
     holders: int = Field(default=0, ge=0, le=100_000)
     holder_starting_balance: str = "50"
+    # Holder accounts are created through this many channel accounts in parallel (one transaction per channel
+    # in flight, so no sequence number is shared): up to N transactions per ledger. 0 or 1: one at a time.
+    channels: int = Field(default=8, ge=0, le=19)
+    channel_starting_balance: str = "30"
 
     @field_validator("code")
     @classmethod
@@ -67,6 +71,7 @@ class DlcSettings(_Strict):
         "issuer_starting_balance",
         "distributor_starting_balance",
         "holder_starting_balance",
+        "channel_starting_balance",
         mode="before",
     )
     @classmethod

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,6 +43,7 @@ from dlnet.day2 import DlcSettings, parse_amount
 from dlnet.errors import DlnetError
 from dlnet.horizon import Horizon, SubmitFailed
 from dlnet.keys import secrets_dir
+from dlnet.observe import parallel
 
 STROOPS = Decimal(10_000_000)
 MAX_OPS_PER_TX = 100
@@ -210,6 +212,7 @@ class Chain:
                 )
             )
         self.funder_account = acc
+        self._report_lock = threading.Lock()
 
     def account(self, account_id: str) -> dict[str, Any] | None:
         return self.h.account(account_id)
@@ -237,54 +240,103 @@ class Chain:
                 " starting balances / holders in dlnet_dlc"
             )
 
-    def execute(self, steps: list[Step], report: Report) -> None:
-        """Submit the steps in order, packed into transactions, one at a time; sequence kept locally."""
-        if not steps:
-            return
+    def _pack(self, groups: list[list[Step]], source: Keypair) -> list[list[Step]]:
+        """Pack groups of steps (kept together, in order) into transactions within Stellar's limits."""
         per_tx = max(1, min(MAX_OPS_PER_TX, self.max_tx_set_size))
         batches: list[list[Step]] = [[]]
-        for step in steps:
+        for group in groups:
             batch = batches[-1]
-            signers = {s.signer.public_key for s in batch} | {self.funder.public_key, step.signer.public_key}
-            if batch and (len(batch) >= per_tx or len(signers) > MAX_SIGNATURES):
-                batches.append([step])
+            signers = {s.signer.public_key for s in [*batch, *group]} | {source.public_key}
+            if batch and (len(batch) + len(group) > per_tx or len(signers) > MAX_SIGNATURES):
+                batches.append(list(group))
             else:
-                batch.append(step)
-        seq = int(self.funder_account["sequence"])
+                batch.extend(group)
+        return [b for b in batches if b]
+
+    def execute(self, steps: list[Step], report: Report) -> None:
+        """Submit the steps in order from the funder, one transaction at a time; sequence kept locally."""
+        batches = self._pack([[s] for s in steps], self.funder)
+        self._submit(self.funder, int(self.funder_account["sequence"]), batches, report, "funder")
+
+    def execute_channels(self, groups: list[list[Step]], channels: list[Keypair], report: Report) -> None:
+        """Submit independent groups through channel accounts in parallel: one thread per channel, so no
+        sequence number is ever used concurrently; the funder only signs the operations it sources."""
+        if not groups:
+            return
+        if len(channels) < 2:
+            self.execute([s for g in groups for s in g], report)
+            return
+        batches = self._pack(groups, channels[0])
+        lanes: list[list[list[Step]]] = [batches[i :: len(channels)] for i in range(len(channels))]
+        seqs = {}
+        for ch in channels:
+            acc = self.h.account(ch.public_key)
+            if acc is None:
+                raise DlnetError(f"channel account {ch.public_key} missing after funding — re-run dlnet seed")
+            seqs[ch.public_key] = int(acc["sequence"])
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def lane(ch: Keypair, work: list[list[Step]]) -> None:
+            try:
+                self._submit(ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop)
+            except BaseException as exc:  # collected and re-raised by the caller thread
+                failures.append(exc)
+                stop.set()
+
+        threads = [
+            threading.Thread(target=lane, args=(ch, work)) for ch, work in zip(channels, lanes, strict=True) if work
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
+
+    def _submit(
+        self,
+        source: Keypair,
+        seq: int,
+        batches: list[list[Step]],
+        report: Report,
+        label: str,
+        stop: threading.Event | None = None,
+    ) -> None:
         for i, batch in enumerate(batches, start=1):
+            if stop is not None and stop.is_set():
+                return
             for attempt in range(3):
                 builder = TransactionBuilder(
-                    Account(self.funder.public_key, seq), self.net.passphrase, base_fee=self.base_fee
+                    Account(source.public_key, seq), self.net.passphrase, base_fee=self.base_fee
                 ).set_timeout(300)
                 for s in batch:
                     builder.append_operation(s.op)
                 tx = builder.build()
-                for kp in {
-                    **{s.signer.public_key: s.signer for s in batch},
-                    self.funder.public_key: self.funder,
-                }.values():
+                for kp in {**{s.signer.public_key: s.signer for s in batch}, source.public_key: source}.values():
                     tx.sign(kp)
                 try:
                     record = self.h.submit(tx.to_xdr(), tx.hash_hex(), self.progress)
                     break
                 except SubmitFailed as exc:
-                    if exc.tx_code == "tx_bad_seq" and attempt < 2:  # someone else used the funder: re-read it
-                        acc = self.h.account(self.funder.public_key)
+                    if exc.tx_code == "tx_bad_seq" and attempt < 2:  # someone else used the account: re-read it
+                        acc = self.h.account(source.public_key)
                         seq = int(acc["sequence"]) if acc else seq
-                        self.progress(f"seed: sequence changed under us, rebuilding transaction {i}")
+                        self.progress(f"seed: {label} sequence changed under us, rebuilding transaction {i}")
                         continue
                     raise DlnetError(
-                        f"transaction {i}/{len(batches)} ({', '.join(sorted({s.what for s in batch}))}) failed:"
-                        f" {_codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix the cause"
-                        " and re-run (it resumes)"
+                        f"transaction {i}/{len(batches)} of the {label} ({', '.join(sorted({s.what for s in batch}))})"
+                        f" failed: {_codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix"
+                        " the cause and re-run (it resumes)"
                     ) from None
             seq += 1
-            report.transactions += 1
-            report.operations += len(batch)
-            report.ledgers.append(int(record.get("ledger", 0)))
-            report.done.extend(s.what for s in batch)
+            with self._report_lock:
+                report.transactions += 1
+                report.operations += len(batch)
+                report.ledgers.append(int(record.get("ledger", 0)))
+                report.done.extend(s.what for s in batch)
             self.progress(
-                f"seed: transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
+                f"seed: {label} transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
                 f" {record.get('ledger')}"
             )
 
@@ -296,18 +348,32 @@ def _codes_text(codes: dict[str, Any]) -> str:
 
 # ---- DLC -----------------------------------------------------------------------------------------
 def plan_dlc(
-    chain: Chain, dlc: DlcSettings, home_domain: str, issuer: Keypair, distributor: Keypair, holders: list[Keypair]
-) -> tuple[list[Step], dict[str, Any]]:
+    chain: Chain,
+    dlc: DlcSettings,
+    home_domain: str,
+    issuer: Keypair,
+    distributor: Keypair,
+    holders: list[Keypair],
+    channels: list[Keypair] | None = None,
+) -> tuple[list[Step], list[list[Step]], dict[str, Any]]:
+    """Missing steps: the coin's own (in order, from the funder) and one independent group per holder."""
     funder = chain.funder
+    src = funder.public_key
     asset = Asset(dlc.code, issuer.public_key)
     steps: list[Step] = []
     iss = chain.account(issuer.public_key)
     dist = chain.account(distributor.public_key)
     if iss is None:
-        steps.append(Step(CreateAccount(issuer.public_key, dlc.issuer_starting_balance), funder, "create issuer"))
+        steps.append(
+            Step(CreateAccount(issuer.public_key, dlc.issuer_starting_balance, source=src), funder, "create issuer")
+        )
     if dist is None:
         steps.append(
-            Step(CreateAccount(distributor.public_key, dlc.distributor_starting_balance), funder, "create distributor")
+            Step(
+                CreateAccount(distributor.public_key, dlc.distributor_starting_balance, source=src),
+                funder,
+                "create distributor",
+            )
         )
     want = sum(FLAG_BITS[f] for f in dlc.flags)
     have = _flags(iss)
@@ -328,7 +394,7 @@ def plan_dlc(
         )
     auth_required = bool(want & FLAG_BITS["auth_required"])
 
-    def trust(kp: Keypair, acc: dict[str, Any] | None, who: str) -> None:
+    def trust(kp: Keypair, acc: dict[str, Any] | None, who: str, steps: list[Step]) -> None:
         line = _line(acc, asset)
         if line is None:
             steps.append(Step(ChangeTrust(asset, source=kp.public_key), kp, f"{who} trustline"))
@@ -343,7 +409,7 @@ def plan_dlc(
                 )
             )
 
-    trust(distributor, dist, "distributor")
+    trust(distributor, dist, "distributor", steps)
     supply = parse_amount(dlc.supply, "dlnet_dlc.supply")
     issued = Decimal(_data(iss, ISSUED_KEY) or "0")
     if supply < issued:
@@ -362,11 +428,28 @@ def plan_dlc(
         steps.append(
             Step(ManageData(ISSUED_KEY, _amount(supply), source=issuer.public_key), issuer, f"issue {dlc.code}")
         )
-    for kp in holders:
-        acc = chain.account(kp.public_key)
+    groups: list[list[Step]] = []
+    accounts = parallel([lambda kp=kp: chain.account(kp.public_key) for kp in holders], workers=16)
+    for kp, acc in zip(holders, accounts, strict=True):
+        group: list[Step] = []
         if acc is None:
-            steps.append(Step(CreateAccount(kp.public_key, dlc.holder_starting_balance), funder, "create holders"))
-        trust(kp, acc, "holders")
+            group.append(
+                Step(CreateAccount(kp.public_key, dlc.holder_starting_balance, source=src), funder, "create holders")
+            )
+        trust(kp, acc, "holders", group)
+        if group:
+            groups.append(group)
+    if groups and channels and len(channels) > 1:
+        found = parallel([lambda ch=ch: chain.account(ch.public_key) for ch in channels], workers=16)
+        for ch, acc in zip(channels, found, strict=True):
+            if acc is None:
+                steps.append(
+                    Step(
+                        CreateAccount(ch.public_key, dlc.channel_starting_balance, source=src),
+                        funder,
+                        "create channels",
+                    )
+                )
     summary = {
         "asset": f"{dlc.code}:{issuer.public_key}",
         "issuer": issuer.public_key,
@@ -374,7 +457,7 @@ def plan_dlc(
         "supply": _amount(supply),
         "holders": len(holders),
     }
-    return steps, summary
+    return steps, groups, summary
 
 
 def lock_root_step(chain: Chain) -> list[Step]:
@@ -411,12 +494,10 @@ def plan_model(
     steps: list[Step] = []
     iss = chain.account(issuer.public_key)
     ini = chain.account(initiator.public_key)
-    if iss is None:
-        steps.append(Step(CreateAccount(issuer.public_key, starting_balance), chain.funder, "create model issuer"))
-    if ini is None:
-        steps.append(
-            Step(CreateAccount(initiator.public_key, starting_balance), chain.funder, "create model initiator")
-        )
+    funder = chain.funder
+    for kp, acc, what in ((issuer, iss, "create model issuer"), (initiator, ini, "create model initiator")):
+        if acc is None:
+            steps.append(Step(CreateAccount(kp.public_key, starting_balance, source=funder.public_key), funder, what))
     if _data(iss, "dlnet.model") != name:
         steps.append(Step(ManageData("dlnet.model", name, source=issuer.public_key), issuer, "name the model"))
     for code, supply in (("DLM", dlm_supply), ("VLM", vlm_supply)):

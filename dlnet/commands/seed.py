@@ -54,8 +54,10 @@ def seed(
         )
     funder, is_root = sd.funder_keypair(net, funder_secret_file)
     if lock_root and not is_root:
-        raise DlnetError("seed: --lock-root locks the root account, but --funder-secret-file names another funder"
-                         " — expected to seed from the root account — drop one of the two options")
+        raise DlnetError(
+            "seed: --lock-root locks the root account, but --funder-secret-file names another funder"
+            " — expected to seed from the root account — drop one of the two options"
+        )
     if lock_root and not yes:
         if not sys.stdin.isatty():
             raise DlnetError(
@@ -72,10 +74,12 @@ def seed(
         issuer = sd.keypair(net.env, "dlc-issuer")
         distributor = sd.keypair(net.env, "dlc-distributor")
         holder_kps = sd.holder_keys(net.env, dlc.holders)
-        steps, summary = sd.plan_dlc(chain, dlc, home_domain, issuer, distributor, holder_kps)
-        chain.check_funding(steps)
+        channels = [sd.keypair(net.env, f"dlc-channel-{i}") for i in range(dlc.channels)] if dlc.holders else []
+        steps, groups, summary = sd.plan_dlc(chain, dlc, home_domain, issuer, distributor, holder_kps, channels)
+        chain.check_funding(steps + [s for g in groups for s in g])
         report = sd.Report()
         chain.execute(steps, report)
+        chain.execute_channels(groups, channels, report)
         if lock_root:
             lock = sd.lock_root_step(chain)
             chain.funder_account = horizon.account(funder.public_key) or chain.funder_account

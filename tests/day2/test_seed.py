@@ -275,3 +275,26 @@ def test_model_register_issues_dlm_and_vlm_once(tmp_path, horizon_double, capsys
 def test_model_register_bad_input(tmp_path, horizon_double, capsys, args, needle):
     h = horizon_double
     _refused(capsys, h, ["model", "register", *args, "-i", _inv(tmp_path, h)], needle)
+
+
+def test_holders_go_through_channels_several_transactions_per_ledger(tmp_path, horizon_factory, capsys):
+    import threading
+
+    from tests.doubles.horizon import wait_until
+
+    h = horizon_factory(max_tx_set_size=1000)
+    inv = _inv(tmp_path, h, dlc={"holders": 60, "channels": 4})
+    assert _run(capsys, "seed", "-i", inv, "--holders", "1")[0] == 0  # the coin and its channels first
+    h.double.held = True
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(code=main(["seed", "-i", inv, "--json"])))
+    worker.start()
+    assert wait_until(lambda: len(h.double.ledger.queue) >= 2)  # channel transactions wait side by side
+    h.double.held = False
+    worker.join()
+    assert result["code"] == 0, capsys.readouterr().err
+    busiest = max(r["successful_transaction_count"] for r in h.double.ledger.ledgers)
+    assert busiest >= 2
+    key_holders = [a for a in h.double.ledger.accounts.values()
+                   if any(t[0] == "DLC" and tl.flags & 1 for t, tl in a.trustlines.items())]
+    assert len(key_holders) == 61  # distributor + 60 holders, all authorized

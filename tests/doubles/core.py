@@ -441,6 +441,7 @@ class CoreNetwork:
 class _Handler(BaseHTTPRequestHandler):
     network: CoreNetwork
     me: Node
+    wbufsize = 1 << 16  # one write per response: no Nagle / delayed-ACK stalls between headers and body
 
     def log_message(self, format: str, *args: Any) -> None:
         return

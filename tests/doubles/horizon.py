@@ -61,6 +61,7 @@ class HorizonDouble:
         self.faults: list[str] = []
         self.ingest_lag = 0
         self.submissions = 0
+        self.held = False  # True: no ledger closes (transactions queue up) until released
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -106,7 +107,7 @@ class HorizonDouble:
         while not self._stop.wait(self.close_interval):
             with self.ledger.lock:
                 busy = bool(self.ledger.queue)
-            if busy or self.idle_close:
+            if (busy or self.idle_close) and not self.held:
                 self.ledger.close()
 
     def close_ledgers(self, n: int = 1) -> None:
@@ -228,6 +229,7 @@ def _paginate(records: list[dict[str, Any]], query: dict[str, str]) -> list[dict
 class _Handler(BaseHTTPRequestHandler):
     horizon: HorizonDouble
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # one write per response: no Nagle / delayed-ACK stalls between headers and body
 
     def log_message(self, format: str, *args: Any) -> None:
         return

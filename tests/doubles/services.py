@@ -43,6 +43,7 @@ class JsonDouble:
         self.routes = routes
 
         class Handler(BaseHTTPRequestHandler):
+            wbufsize = 1 << 16  # one write per response
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
