@@ -93,6 +93,18 @@ def test_rules_load_and_evaluate_without_errors(stack) -> None:
     assert not healthy_firing, f"alerts active on a healthy network: {healthy_firing}"
 
 
+def test_alert_rules_only_use_series_the_exporters_emit(stack) -> None:
+    """A typo in a rule's metric name would make it silently never fire: every name must exist here."""
+    import yaml
+
+    rules = yaml.safe_load((MONITORING / "rules" / "dlnet-alerts.rules.yml").read_text())
+    exprs = re.sub(r'"[^"]*"', '""', " ".join(r["expr"] for g in rules["groups"] for r in g["rules"]))
+    names = set(re.findall(r"\b((?:dlnet|stellar_core|ipfs)_[a-z0-9_]+|up)\b", exprs))
+    assert len(names) >= 12, names
+    absent = [n for n in sorted(names) if not stack["prom"].query(f"count({n})")]
+    assert absent == [], f"rules use series nobody exports: {absent}"
+
+
 @pytest.mark.parametrize(("uid", "title", "ref", "expr"), _panel_queries(),
                          ids=[f"{u}/{t}/{r}" for u, t, r, _ in _panel_queries()])
 def test_every_panel_query_returns_data(stack, uid: str, title: str, ref: str, expr: str) -> None:
