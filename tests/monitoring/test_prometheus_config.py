@@ -92,3 +92,25 @@ def test_thresholds_follow_the_inventory(tmp_path) -> None:
     assert got["dlnet:quorum_tolerated_failures"] == 2
     assert got["dlnet:threshold_validator_peers_min"] == 4
     assert got["dlnet:slo_ledger_close_seconds"] == 8
+
+
+def test_host_and_postgres_jobs_when_their_exporters_are_set(tmp_path) -> None:
+    """node: one target per machine (three validators on one address are scraped once); postgres: per database."""
+    inventory = write_inventory(
+        tmp_path,
+        passphrase="dlnet jobs ; 2026",
+        validators={f"v{i}": 20000 + i for i in range(1, 4)},
+        postgres_port=25432,
+        prometheus_port=29090,
+        extra={"prometheus_node_exporter_port": 9100, "prometheus_postgres_exporter_port": 9187},
+    )
+    config = yaml.safe_load((_render(inventory, tmp_path / "out")["prom1"] / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert [g["targets"] for g in jobs["node"]["static_configs"]] == [["127.0.0.1:9100"]]
+    assert [g["targets"] for g in jobs["postgres"]["static_configs"]] == [["127.0.0.1:9187"]]
+    assert jobs["postgres"]["static_configs"][0]["labels"]["instance_name"] == "pg1"
+
+
+def test_no_host_or_postgres_job_by_default(rendered) -> None:
+    config = yaml.safe_load((rendered["local"] / "prometheus.yml").read_text())
+    assert not {"node", "postgres"} & {j["job_name"] for j in config["scrape_configs"]}
