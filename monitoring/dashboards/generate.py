@@ -452,39 +452,62 @@ def ipfs_swarm() -> db.Dashboard:
 
 
 def horizon() -> db.Dashboard:
-    d = base(
-        "dlnet-horizon",
-        "dlnet / Horizon",
-        "Horizon as the dlnet exporter sees it: up, ingestion lag behind the validators.",
-    ).with_variable(ENVIRONMENT_VAR)
+    sel = f'{ENV}, horizon=~"$horizon"'
+    d = (
+        base(
+            "dlnet-horizon",
+            "dlnet / Horizon",
+            "Horizon as the dlnet exporter sees it: up, ingestion lag behind the validators, response time.",
+        )
+        .with_variable(ENVIRONMENT_VAR)
+        .with_variable(
+            variable("horizon", "Horizon", 'label_values(dlnet_horizon_up{environment=~"$environment"}, horizon)')
+        )
+    )
     d = d.with_panel(
-        stat_panel("Horizon up", f"min(dlnet_horizon_up{{{ENV}}})")
+        stat_panel("Horizon up", f"min(dlnet_horizon_up{{{sel}}})")
         .mappings(value_text({"1": ("up", "green"), "0": ("DOWN", "red")}))
         .span(6)
     )
     d = d.with_panel(
         stat_panel(
             "Ingestion lag",
-            f"max(dlnet_horizon_ingest_lag_ledgers{{{ENV}}})",
+            f"max(dlnet_horizon_ingest_lag_ledgers{{{sel}}})",
             desc="Ledgers closed by the validators but not yet ingested by Horizon.",
         )
         .thresholds(thresholds((None, "green"), (3, "orange"), (10, "red")))
         .span(6)
     )
     d = d.with_panel(
+        stat_panel(
+            "Response time",
+            f'max(dlnet_exporter_scrape_duration_seconds{{{ENV}, target=~"$horizon"}})',
+            unit="s",
+            desc="How long the dlnet exporter's last probe of Horizon took (root resource and /ledgers).",
+        )
+        .thresholds(thresholds((None, "green"), (1, "orange"), (2, "red")))
+        .span(6)
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Validators' latest ledger",
+            f"max(dlnet_ledger_sequence{{{ENV}}})",
+            desc="What Horizon should have ingested, minus the lag.",
+        ).span(6)
+    )
+    d = d.with_panel(
         ts_panel(
             "Ingestion lag (ledgers)",
-            q(f"dlnet_horizon_ingest_lag_ledgers{{{ENV}}}", "{{horizon}}"),
+            q(f"dlnet_horizon_ingest_lag_ledgers{{{sel}}}", "{{horizon}}"),
             desc="Alert above 10 ledgers for 5 minutes.",
         )
     )
     d = d.with_panel(
         ts_panel(
-            "Horizon up",
-            q(f"dlnet_horizon_up{{{ENV}}}", "{{horizon}}"),
+            "Response time of the exporter's probe",
+            q(f'dlnet_exporter_scrape_duration_seconds{{{ENV}, target=~"$horizon"}}', "{{target}}"),
+            unit="s",
         )
-        .min(0)
-        .max(1)
     )
     return d
 

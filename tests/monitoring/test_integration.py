@@ -43,7 +43,7 @@ def _panel_queries() -> list[tuple[str, str, str, str]]:
 def _substitute(expr: str) -> str:
     """Grafana's variables as a dashboard with every variable on "All" sends them."""
     expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", RANGE)
-    expr = re.sub(r"\$(environment|validator)\b", ".*", expr)
+    expr = re.sub(r"\$(environment|validator|horizon)\b", ".*", expr)
     assert "$" not in expr, f"unsubstituted variable in {expr}"
     return expr
 
