@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from tests.monitoring.harness import monitoring_stack  # noqa: E402 - needs the repository on sys.path
 
 COLLECT_SECONDS = 30
+# The test stack scrapes every 2 s.
 
 
 def main() -> int:
@@ -36,7 +37,7 @@ def main() -> int:
     ) as stack:
         prom = stack["prom"]
         print(f"dashboards generated (4, grafana-foundation-sdk): {gen_ms:.0f} ms")
-        print(f"scrape cost per job (avg / max over {COLLECT_SECONDS} s, 1 s interval):")
+        print(f"scrape cost per job (avg / max over {COLLECT_SECONDS} s, 2 s interval):")
         avg = {r["metric"]["job"]: float(r["value"][1]) for r in
                prom.query(f"avg by (job) (avg_over_time(scrape_duration_seconds[{COLLECT_SECONDS}s]))")}
         mx = {r["metric"]["job"]: float(r["value"][1]) for r in

@@ -270,7 +270,9 @@ def monitoring_stack(tmp: Path, warmup: float = 25.0) -> Iterator[dict[str, Any]
                 "dlnet_exporter_port": exporter_port,
                 "prometheus_stellar_core_exporter_port": sdf_base,
                 "prometheus_horizon_admin_port": 0,  # no real Horizon here: its own metrics are not scraped
-                "prometheus_scrape_interval": "1s",
+                # 2 s (and its scrape timeout) and a 1 s probe timeout: room for a loaded 2-core CI machine.
+                "prometheus_scrape_interval": "2s",
+                "dlnet_admin_timeout_seconds": 1.0,
             },
             env="itest",
         )

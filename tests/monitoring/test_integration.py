@@ -17,9 +17,9 @@ import pytest
 from .conftest import MONITORING
 from .harness import KUBO, monitoring_stack, wait_for
 
-RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval (4 x scrape, rounded up)
+RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 2 s scrape interval (4 x scrape, plus margin)
 RANGE = "60s"  # $__range
-WARMUP_SECONDS = 25  # enough samples for every rate()/increase() window above
+WARMUP_SECONDS = 30  # enough samples for every rate()/increase() window above
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (deps/apt-monitoring.txt)"),
