@@ -114,3 +114,13 @@ def test_host_and_postgres_jobs_when_their_exporters_are_set(tmp_path) -> None:
 def test_no_host_or_postgres_job_by_default(rendered) -> None:
     config = yaml.safe_load((rendered["local"] / "prometheus.yml").read_text())
     assert not {"node", "postgres"} & {j["job_name"] for j in config["scrape_configs"]}
+
+
+def test_a_single_validator_expects_no_peers(tmp_path) -> None:
+    inventory = write_inventory(
+        tmp_path, passphrase="dlnet solo ; 2026", validators={"v1": 20001}, prometheus_port=29090,
+        extra={"dlnet_quorum": {"tolerated_failures": 0, "unsafe": True}},
+    )
+    got = _thresholds(_render(inventory, tmp_path / "out")["prom1"] / "rules" / "dlnet-thresholds.rules.yml")
+    assert got["dlnet:threshold_validator_peers_min"] == 0
+    assert got["dlnet:quorum_tolerated_failures"] == 0
