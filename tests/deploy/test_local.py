@@ -109,8 +109,15 @@ def test_file_added_on_one_node_is_fetched_from_another(deployment: Deployment) 
         timeout=30,
     ).json()
     assert added["Hash"].startswith("Qm")  # CIDv0, the form that fits a MEMO_HASH
-    got = api(API_PORTS[1], "cat", arg=added["Hash"], timeout="30s")
-    assert got.status_code == 200 and got.content == payload
+    # Bitswap may still be opening its session right after start: three bounded attempts.
+    errors = []
+    for _ in range(3):
+        got = api(API_PORTS[1], "cat", arg=added["Hash"], timeout="20s")
+        if got.status_code == 200:
+            break
+        errors.append(got.text.strip())
+    assert got.status_code == 200, errors
+    assert got.content == payload
 
 
 def _outside_node(tmp: Path, key: str | None, swarm: int, rpc: int) -> subprocess.Popen[bytes]:
