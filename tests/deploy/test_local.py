@@ -212,6 +212,13 @@ def test_second_run_changes_nothing(deployment: Deployment) -> None:
     assert recap(second.stdout) and not changed, f"second run changed {changed} (build/test-logs/site-2.log)"
 
 
+def test_check_mode_on_a_deployed_network_predicts_no_change(deployment: Deployment) -> None:
+    dry = deployment.playbook("site.yml", "--check", "--diff", log="site-check.log")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    changed = {h: r["changed"] for h, r in recap(dry.stdout).items() if r["changed"]}
+    assert recap(dry.stdout) and not changed, f"--check predicts changes {changed} (build/test-logs/site-check.log)"
+
+
 def test_preflight_refuses_before_touching_anything(deployment: Deployment, tmp_path: Path) -> None:
     inv = tmp_path / "inv"
     shutil.copytree(ROOT / "inventories" / "local", inv)
