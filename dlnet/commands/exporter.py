@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dlnet import day2
 from dlnet.commands.common import ExtraVars, Inventory, Json, emit, progress
+from dlnet.config import Network
 from dlnet.errors import DlnetError
 from dlnet.exporter import registry_for
 
@@ -28,9 +31,20 @@ def exporter(
     ] = None,
     once: Annotated[bool, typer.Option(help="Scrape once, print the metrics and exit.")] = False,
     as_json: Json = False,
+    inventory_json: Annotated[
+        str | None,
+        typer.Option(
+            "--inventory-json",
+            help="Read the resolved inventory (ansible-inventory --list shape) from this file instead of -i:"
+            " the dlnet/tools image carries no Ansible (roles/dlnet_exporter).",
+        ),
+    ] = None,
 ) -> None:
     """Prometheus exporter: ledger close time histogram, ledger, quorum, upgrades, Horizon lag."""
-    net, settings = day2.load(inventory, extra_vars)
+    if inventory_json is not None:
+        net, settings = _from_inventory_json(inventory_json)
+    else:
+        net, settings = day2.load(inventory, extra_vars)
     registry, _ = registry_for(net, settings.admin_timeout_seconds)
     if once:
         text = generate_latest(registry).decode()
@@ -58,3 +72,14 @@ def exporter(
     finally:
         server.shutdown()
         thread.join(timeout=1)
+
+
+def _from_inventory_json(path: str) -> tuple[Network, day2.Day2]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DlnetError(
+            f"exporter: cannot read the inventory JSON {path} ({exc}) — expected `ansible-inventory --list` output"
+            " — check the file roles/dlnet_exporter installs"
+        ) from None
+    return Network.from_inventory_json(data, path), day2.day2_from_inventory_json(data, path)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dlnet.config import ansible_inventory_json
 from tests.doubles.core import CoreNetwork
 from tests.doubles.horizon import HorizonDouble
 from tests.doubles.inventory import write_inventory
@@ -295,7 +296,14 @@ def monitoring_stack(tmp: Path, warmup: float = 25.0) -> Iterator[dict[str, Any]
                 [sys.executable, "-c", SDF_EXPORTER_LOOPBACK,
                  "--stellar-core-address", core.url(name), "--port", str(sdf_base + i)],
             )
-        procs.start("dlnet-exporter", [str(BIN / "dlnet"), "exporter", "-i", inventory, "--port", str(exporter_port)])
+        # As roles/dlnet_exporter runs it: the resolved inventory as JSON (the image carries no Ansible).
+        inventory_json = tmp / "inventory.json"
+        inventory_json.write_text(json.dumps(ansible_inventory_json(inventory)))
+        procs.start(
+            "dlnet-exporter",
+            [str(BIN / "dlnet"), "exporter", "--inventory-json", str(inventory_json), "--port", str(exporter_port),
+             "--listen", "127.0.0.1"],
+        )
         for i, _ in enumerate(VALIDATORS):
             wait_for("SDF exporter", lambda i=i: http_get(f"http://127.0.0.1:{sdf_base + i}/metrics"))
         wait_for("dlnet exporter", lambda: http_get(f"http://127.0.0.1:{exporter_port}/metrics"))
