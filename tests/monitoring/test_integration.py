@@ -114,6 +114,29 @@ def test_every_panel_query_returns_data(stack, uid: str, title: str, ref: str, e
     assert any(not math.isnan(v) for v in values), f"{uid} / {title} ({ref}) returned only NaN"
 
 
+# Queries of SDF's published dashboards (grafana.com 10603/10334) and alert rules, with the `environment`
+# filter they use: they must work unchanged on the stellar_core_* series this configuration scrapes.
+SDF_QUERIES = [
+    'stellar_core_ledger_age{environment=~"itest"}',
+    'stellar_core_ledger_ledger_close_seconds{environment=~"itest", quantile="0.99"}',
+    'histogram_quantile(0.99, rate(stellar_core_ledger_age_closed_bucket{environment=~"itest"}[1m]))',
+    'sum(rate(stellar_core_ledger_age_closed_bucket{environment=~"itest", le="7.0"}[1m]))'
+    ' / sum(rate(stellar_core_ledger_age_closed_count{environment=~"itest"}[1m]))*100',
+    'stellar_core_synced{environment="itest"} == 1',
+    'stellar_core_quorum_fail_at{environment="itest"}',
+    'stellar_core_quorum_transitive_intersection{environment="itest"}',
+    'stellar_core_peers_authenticated_count{environment="itest"}',
+]
+
+
+@pytest.mark.parametrize("expr", SDF_QUERIES)
+def test_sdf_dashboard_and_rule_queries_work_unchanged(stack, expr: str) -> None:
+    result = stack["prom"].query_range(expr, seconds=10)
+    values = [float(v) for series in result for _, v in series["values"]]
+    assert values and any(not math.isnan(v) for v in values), f"no data for SDF's {expr}"
+    assert {s["metric"].get("validator") for s in result} <= {"v1", "v2", "v3", None}
+
+
 def test_stopped_validator_is_seen_down_and_alerting(stack) -> None:
     """Last (it changes the doubles): a validator going down reaches Prometheus and its alert goes pending."""
     prom, core = stack["prom"], stack["core"]
