@@ -149,6 +149,9 @@ def draw_stat(ax, panel, prom, window, rate, rng) -> int:
     background = mapped_color or threshold_color(panel, value)
     ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, color=background, alpha=0.85, zorder=0))
     main = text or fmt_value(value, unit)
+    if panel.get("options", {}).get("textMode") == "value_and_name":
+        main = " / ".join(f"{n}: {fmt_value(v, unit)}" for n, v in values)
+        values = values[:1]
     extra = " / ".join(f"{n} {fmt_value(v, unit)}" for n, v in values[1:])
     ax.text(0.5, 0.55, main, ha="center", va="center", fontsize=16, color="white", weight="bold")
     if extra or len(values) > 1:
@@ -237,14 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prometheus", help="URL of a running Prometheus, e.g. http://127.0.0.1:9090")
     source.add_argument("--demo", action="store_true", help="start the monitoring test stack here and render it")
-    parser.add_argument("--dashboard", default="dlnet-overview", help="dashboard uid (default: dlnet-overview)")
+    parser.add_argument(
+        "--dashboard", default="dlnet-overview", help="dashboard uid(s), comma-separated, or all"
+    )
     parser.add_argument("--minutes", type=float, default=None, help="time range (default 15; 1 with --demo)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "dashboards-preview")
     parser.add_argument("--warmup", type=float, default=60.0, help="--demo: seconds of data to collect first")
     args = parser.parse_args(argv)
 
+    uids = sorted(p.stem for p in DASHBOARDS.glob("*.json")) if args.dashboard == "all" else args.dashboard.split(",")
+    results = []
     if args.prometheus:
-        path, counts = render(Prom(args.prometheus), args.dashboard, args.out, args.minutes or 15, "1m")
+        results = [render(Prom(args.prometheus), uid, args.out, args.minutes or 15, "1m") for uid in uids]
     else:
         sys.path.insert(0, str(ROOT))
         from tests.monitoring.harness import monitoring_stack  # the test stack: doubles, exporters, kubo
@@ -252,10 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="dlnet-preview-") as tmp, \
                 monitoring_stack(Path(tmp), warmup=args.warmup) as stack:
             minutes = args.minutes or max(0.5, args.warmup / 60)
-            path, counts = render(Prom(stack["prom"].url), args.dashboard, args.out, minutes, "10s")
-    empty = [title for title, n in counts.items() if n == 0]
-    print(f"wrote {path} ({len(counts)} panels{'; without data: ' + ', '.join(empty) if empty else ''})")
-    return 1 if empty else 0
+            results = [render(Prom(stack["prom"].url), uid, args.out, minutes, "10s") for uid in uids]
+    failed = False
+    for path, counts in results:
+        empty = [title for title, n in counts.items() if n == 0]
+        failed = failed or bool(empty)
+        print(f"wrote {path} ({len(counts)} panels{'; without data: ' + ', '.join(empty) if empty else ''})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

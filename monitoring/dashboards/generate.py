@@ -399,7 +399,14 @@ def ipfs_swarm() -> db.Dashboard:
             desc="A bootstrap node with no peer does not replicate checkpoints (alert after 5 min).",
         ).thresholds(thresholds((None, "green"), (1, "red")))
     )
-    d = d.with_panel(stat_panel("kubo version", f"count by (version) (ipfs_info{{{sel}}})", legend="{{version}}"))
+    d = d.with_panel(
+        stat_panel(
+            "kubo nodes per version",
+            f"count by (version) (ipfs_info{{{sel}}})",
+            legend="{{version}}",
+            desc="Every node should run the kit's pinned kubo.",
+        ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+    )
     d = d.with_panel(
         ts_panel(
             "Peers per node",
