@@ -21,7 +21,7 @@ monitoring-check: venv ## promtool: rules, rule unit tests, the rendered config 
 	  for f in $$tmp/*/prometheus.yml; do promtool check config "$$f"; done
 
 .PHONY: dashboards-preview
-dashboards-preview: venv ## Render a dashboard's panels to PNG from live Prometheus data (PROMETHEUS_URL=, DASHBOARD=)
+dashboards-preview: venv ## Render the overview (DASHBOARD=uid|all) to PNG from live Prometheus data (PROMETHEUS_URL=)
 	@echo ">> rendering $(DASHBOARD) to build/dashboards-preview/ from $(or $(PROMETHEUS_URL),a local test stack)"
 	@$(BIN)/python scripts/dashboards_preview.py --dashboard $(DASHBOARD) \
 	  $(if $(PROMETHEUS_URL),--prometheus $(PROMETHEUS_URL),--demo)
