@@ -135,7 +135,6 @@ class HorizonDouble:
             }
 
     def account_json(self, acc: AccountState) -> dict[str, Any]:
-        lg = self.ledger
         balances: list[dict[str, Any]] = []
         for (code, issuer), tl in acc.trustlines.items():
             balances.append(
@@ -187,7 +186,6 @@ class HorizonDouble:
         }
         if acc.home_domain:
             out["home_domain"] = acc.home_domain
-        del lg
         return out
 
     @staticmethod
