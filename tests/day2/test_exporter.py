@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import httpx
@@ -175,3 +176,32 @@ def test_bad_exporter_knobs_are_refused(tmp_path, core_factory, capsys, bad):
     assert main(["exporter", "-i", inv, "--once"]) == 1
     err = capsys.readouterr().err
     assert bad.split(":")[0] in err and len(err.strip().splitlines()) == 1
+
+
+def test_exporter_serves_metrics_over_http(tmp_path, core_factory):
+    import subprocess
+    import sys
+
+    from tests.doubles.horizon import wait_until
+
+    core = core_factory(3)
+    _, inv = _registry(tmp_path, core)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dlnet", "exporter", "-i", inv, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        def scraped() -> str:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return ""
+
+        assert wait_until(lambda: "dlnet_validator_up" in scraped(), timeout=30), proc.stderr
+        text = scraped()
+        assert 'dlnet_validator_up{environment="test",organisation="org1",validator="v1"} 1.0' in text
+        assert "dlnet_ledger_close_seconds_bucket" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
