@@ -240,7 +240,7 @@ class DlnetCollector(Collector):
                     ops_last.add_metric(labels, ledger_ops[lg.num])
             else:
                 synced.add_metric(labels, 0)
-            if hist.n or hist.last_num:
+            if hist.n or p.info is not None:  # the series exists from the first scrape on
                 close.add_metric(labels, hist.buckets(), hist.total)
         yield from (
             up,
