@@ -263,3 +263,21 @@ def test_offers_cross_at_the_makers_price(net):
     assert bal["credit_alphanum4"] == "4.0000000"
     offers = server.offers().for_seller(a.public_key).call()["_embedded"]["records"]
     assert [o["amount"] for o in offers] == ["6.0000000"]
+
+
+def test_stellar_sdk_payment_stream_sees_each_payment(net):
+    server, pp, _, root = net
+    dest = Keypair.random()
+
+    def pay() -> None:
+        _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "30"))
+        _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "2"))
+
+    got = []
+    stream = server.payments().for_account(dest.public_key).cursor("0").stream()
+    threading.Thread(target=pay).start()
+    for rec in stream:
+        got.append((rec["type"], rec.get("amount") or rec.get("starting_balance")))
+        if len(got) == 2:
+            break
+    assert got == [("create_account", "30.0000000"), ("payment", "2.0000000")]

@@ -359,13 +359,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")  # as Horizon: each event arrives when written
         self.end_headers()
         self.close_connection = True
+
+        def chunk(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
         lg.lock.release()  # held by do_GET; streaming must not block the ledger
         try:
-            self.wfile.write(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
-            self.wfile.flush()
+            chunk(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
             while not self.horizon._stop.is_set():
                 with lg.lock:
                     fresh = [r for r in source() if int(r["paging_token"]) > sent]
@@ -373,9 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
                         lg.changed.wait(0.5)
                         continue
                 for r in fresh:
-                    self.wfile.write(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
+                    chunk(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
                     sent = int(r["paging_token"])
-                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
