@@ -274,7 +274,7 @@ def test_stellar_sdk_payment_stream_sees_each_payment(net):
         _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "2"))
 
     got = []
-    stream = server.payments().for_account(dest.public_key).cursor("0").stream()
+    stream = server.payments().for_account(root.public_key).cursor("0").stream()
     threading.Thread(target=pay).start()
     for rec in stream:
         got.append((rec["type"], rec.get("amount") or rec.get("starting_balance")))
