@@ -65,7 +65,9 @@ check: venv ## Preflight: validate the inventory and the quorum (changes nothing
 	@$(BIN)/dlnet check -i $(INVENTORY) $(if $(filter 1,$(RESET)),--reset)
 
 .PHONY: up
-up: images ## Deploy the network described by inventories/$(ENV) (default: local)
+up: venv ## Deploy the network described by inventories/$(ENV) (default: local)
+	@$(MAKE) check
+	@$(MAKE) images
 	@echo ">> deploying $(INVENTORY)"
 	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/site.yml $(if $(filter 1,$(RESET)),-e dlnet_reset=true) $(ANSIBLE_FLAGS)
 

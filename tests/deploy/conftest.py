@@ -2,7 +2,9 @@
 
 The network runs as environment `test` (containers dlnet-test-*, data /var/lib/dlnet/test, secrets
 under build/test-state) so it never touches an operator's `local` network. Without stellar-core and
-Horizon artifacts those two components are switched off and their tests skip with one line.
+Horizon artifacts the stellar_core and horizon roles still run, on a test double of both binaries
+(tests/doubles/stellar_binaries, images tagged `test-double`); the tests that need the real
+binaries skip with one line.
 """
 
 from __future__ import annotations
@@ -40,9 +42,32 @@ def stellar_artifacts() -> bool:
     return art.stellar_core.is_file() and art.horizon.is_file()
 
 
+DOUBLES = ROOT / "build" / "doubles"
+
+
+def build_double() -> dict[str, str]:
+    """Build the stellar-core/Horizon double; return the environment that makes it the artifact."""
+    DOUBLES.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["go", "build", "-o", str(DOUBLES / "stellar-core"), "."],
+        cwd=ROOT / "tests" / "doubles" / "stellar_binaries",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CGO_ENABLED": "0"},
+        check=False,
+    )
+    assert proc.returncode == 0, f"building the stellar-core test double failed: {proc.stderr[-2000:]}"
+    horizon = DOUBLES / "stellar-horizon"
+    if not horizon.is_symlink():
+        horizon.unlink(missing_ok=True)
+        horizon.symlink_to("stellar-core")
+    return {"STELLAR_CORE_BIN": str(DOUBLES / "stellar-core"), "HORIZON_BIN": str(horizon), "IMAGE_TAG": "test-double"}
+
+
 @dataclass
 class Deployment:
     extra_vars: dict[str, object]
+    env: dict[str, str] = field(default_factory=dict)
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
@@ -50,10 +75,21 @@ class Deployment:
     def stellar(self) -> bool:
         return bool(self.extra_vars.get("dlnet_components", {}).get("stellar_core", True))  # type: ignore[union-attr]
 
+    @property
+    def double(self) -> bool:
+        """stellar-core and Horizon are the test double, not the real binaries."""
+        return "STELLAR_CORE_BIN" in self.env
+
     def playbook(self, name: str, *args: str, log: str | None = None) -> subprocess.CompletedProcess[str]:
         extra = LOGS / "extra-vars.json"
         extra.write_text(json.dumps(self.extra_vars))
-        env = {**os.environ, "DLNET_STATE_DIR": str(STATE), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        env = {
+            **os.environ,
+            **self.env,
+            "DLNET_STATE_DIR": str(STATE),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
         start = time.monotonic()
         proc = subprocess.run(
             [ANSIBLE_PLAYBOOK, "-i", str(INVENTORY), str(ROOT / "deploy" / name), "-e", f"@{extra}", *args],
@@ -65,7 +101,7 @@ class Deployment:
         )
         took = time.monotonic() - start
         (LOGS / (log or name.replace(".yml", ".log"))).write_text(proc.stdout + proc.stderr)
-        if name == "site.yml":
+        if name == "site.yml" and "--check" not in args:
             self.runs.append(proc)
             self.seconds.append(took)
         return proc
@@ -104,26 +140,22 @@ def deployment() -> Iterator[Deployment]:
     LOGS.mkdir(parents=True, exist_ok=True)
     if not (ROOT / "build" / "bin" / "ipfs").is_file():
         pytest.fail("build/bin/ipfs missing: run `make kubo` (make test does)")
+    extra: dict[str, object] = {"dlnet_env": ENV}
+    env: dict[str, str] = {}
+    if not stellar_artifacts():
+        env = build_double()
+        extra["dlnet_image_tag"] = env["IMAGE_TAG"]
     build = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_images.py")],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
+        env={**os.environ, **env},
     )
     (LOGS / "images.log").write_text(build.stdout + build.stderr)
     assert build.returncode == 0, f"image build failed (build/test-logs/images.log):\n{build.stderr[-2000:]}"
-    extra: dict[str, object] = {"dlnet_env": ENV}
-    if not stellar_artifacts():
-        extra["dlnet_components"] = {
-            "stellar_core": False,
-            "horizon": False,
-            "postgres": True,
-            "ipfs": True,
-            "prometheus": True,
-            "grafana": False,
-        }
-    dep = Deployment(extra)
+    dep = Deployment(extra, env)
     # A clean start: whatever an earlier session left of the test network goes first.
     dep.playbook("remove-network.yml", log="remove-before.log")
     shutil.rmtree(STATE, ignore_errors=True)
