@@ -178,3 +178,15 @@ def test_first_ledger_with_the_values_is_found_in_horizons_history(horizon_facto
     assert first_ledger_with(h.url, 2, 4, {"maxtxsetsize": 500}, 2, wait_seconds=0) is None
     h.double.stop()
     assert first_ledger_with(h.url, 2, 7, {"maxtxsetsize": 500}, 0.5) is None
+
+
+def test_forked_validator_never_shows_the_upgrade_so_it_times_out_naming_it(tmp_path, core_factory, capsys):
+    core = core_factory(3, threshold=2)
+    core.set_mode("v3", "disagree")  # synced on its own fork: armed fine, but never follows the others
+    code, _, err = _run(capsys, "-i", _inv(tmp_path, core), "--max-tx-set-size", "400", "--lead", "0",
+                        "--deadline", "2")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert "v1: ledger" in last and "max_tx_set_size=400" in last  # applied where consensus is
+    assert "v3: ledger" in last and "max_tx_set_size=100" in last  # not on the fork
+    assert _nothing_armed(core)
