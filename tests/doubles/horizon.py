@@ -6,6 +6,9 @@
 `/offers`, `/fee_stats`. Errors are Horizon problem documents (`type`, `title`, `status`, `detail`,
 `extras.result_codes`).
 
+`result_xdr` is a real TransactionResult (tests/doubles/results.py) except for transactions with offer
+operations (empty: use `result_codes` or /offers).
+
 Faults for tests: `inject("try_again_later")` -> 503 without queueing, `inject("timeout")` -> the
 transaction is queued (and will apply) but the reply is 504, as when Horizon gives up waiting;
 `ingest_lag` makes the root resource report history_latest_ledger behind core_latest_ledger.
@@ -169,9 +172,7 @@ class HorizonDouble:
             "sequence": str(acc.seq),
             "subentry_count": acc.subentries,
             "last_modified_ledger": acc.last_modified,
-            "thresholds": dict(
-                zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds, strict=True)
-            ),
+            "thresholds": dict(zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds, strict=True)),
             "flags": {
                 "auth_required": bool(acc.flags & AUTH_REQUIRED),
                 "auth_revocable": bool(acc.flags & AUTH_REVOCABLE),
@@ -240,9 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _problem(
-        self, status: int, kind: str, title: str, detail: str, extras: dict[str, Any] | None = None
-    ) -> None:
+    def _problem(self, status: int, kind: str, title: str, detail: str, extras: dict[str, Any] | None = None) -> None:
         body: dict[str, Any] = {"type": PROBLEM + kind, "title": title, "status": status, "detail": detail}
         if extras is not None:
             body["extras"] = extras
@@ -311,11 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "transactions":
-                    recs = [
-                        lg.transactions[x]
-                        for x in lg.tx_order
-                        if lg.transactions[x]["source_account"] == acc.id
-                    ]
+                    recs = [lg.transactions[x] for x in lg.tx_order if lg.transactions[x]["source_account"] == acc.id]
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "offers":
                     recs = [h.offer_json(o) for o in lg.offers.values() if o.seller == acc.id]
@@ -431,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Transaction Failed",
                 "The transaction failed when submitted to the stellar network. The"
                 " `extras.result_codes` field on this response contains further details.",
-                {"envelope_xdr": blob, "result_codes": codes, "result_xdr": ""},
+                {"envelope_xdr": blob, "result_codes": codes, "result_xdr": rej.result_xdr},
             )
         if fault == "timeout" or not sub.done.wait(h.submit_timeout):
             return self._problem(
@@ -451,7 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "Transaction Failed",
                 "The transaction failed when submitted to the stellar network. The"
                 " `extras.result_codes` field on this response contains further details.",
-                {"envelope_xdr": blob, "result_codes": rec.get("result_codes"), "result_xdr": ""},
+                {
+                    "envelope_xdr": blob,
+                    "result_codes": rec.get("result_codes"),
+                    "result_xdr": rec.get("result_xdr", ""),
+                },
             )
         return self._send(200, rec)
 
