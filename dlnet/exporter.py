@@ -111,7 +111,7 @@ class DlnetCollector(Collector):
         self.clock = clock
         self._lock = threading.Lock()  # scrapes may overlap; the histograms must not
         self.hist: dict[str, CloseHistogram] = {}
-        self._ops_per_ledger: dict[str, tuple[int, int]] = {}  # validator -> (ledger, ops in it)
+        self._ops_per_ledger: dict[int, int] = {}  # ledger -> operations in it (the latest few, from Horizon)
 
     def describe(self) -> Iterable[Metric]:
         return []  # no work at registration time
@@ -240,7 +240,7 @@ class DlnetCollector(Collector):
                     ops_last.add_metric(labels, ledger_ops[lg.num])
             else:
                 synced.add_metric(labels, 0)
-            if hist.n or hist.last_num:
+            if hist.n or p.info is not None:  # the series exists from the first scrape on
                 close.add_metric(labels, hist.buckets(), hist.total)
         yield from (
             up,
@@ -267,7 +267,7 @@ class DlnetCollector(Collector):
         """Operations in each validator's latest ledger, from Horizon (cached per ledger)."""
         horizon = next((h for h in hprobes if h.up), None)
         wanted = {p.info.ledger.num for p in vprobes if p.info}
-        out = {num: ops for num, ops in self._ops_per_ledger.values() if num in wanted}
+        out = {num: ops for num, ops in self._ops_per_ledger.items() if num in wanted}
         if horizon is None:
             return out
         for num in sorted(wanted - set(out))[-3:]:
@@ -277,7 +277,7 @@ class DlnetCollector(Collector):
                     out[num] = int(resp.json()["operation_count"])
             except (httpx.HTTPError, ValueError, KeyError):
                 continue
-        self._ops_per_ledger = {str(k): (k, v) for k, v in out.items()}
+        self._ops_per_ledger = out
         return out
 
     def _horizon_metrics(

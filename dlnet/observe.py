@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from dlnet.config import Network
 from dlnet.core_admin import CoreAdmin, CoreAdminError, Info
-from dlnet.day2 import admin_url
 
 T = TypeVar("T")
 
@@ -86,21 +84,6 @@ def probe_validator(
         p.error = str(exc)
     p.seconds = time.perf_counter() - started
     return p
-
-
-def probe_validators(
-    net: Network, timeout: float, client: httpx.Client, with_metrics: bool = True
-) -> list[ValidatorProbe]:
-    return parallel(
-        [
-            (
-                lambda v=v: probe_validator(
-                    v.name, v.organisation, admin_url(v.address, v.http_port), timeout, client, with_metrics
-                )
-            )
-            for v in net.validators
-        ]
-    )
 
 
 def probe_horizon(name: str, url: str, timeout: float, client: httpx.Client) -> HorizonProbe:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from dlnet.config import Network
 from dlnet.core_admin import CoreAdmin, CoreAdminError, Info, iso
 from dlnet.errors import DlnetError
@@ -166,6 +168,48 @@ def _state_line(name: str, got: Info | CoreAdminError, values: dict[str, int]) -
     return f"{name}: ledger {lg.num} {got.state} {shown}"
 
 
+HORIZON_FIELDS = {
+    "protocolversion": "protocol_version",
+    "basefee": "base_fee_in_stroops",
+    "basereserve": "base_reserve_in_stroops",
+    "maxtxsetsize": "max_tx_set_size",
+}
+
+
+def first_ledger_with(
+    url: str,
+    after: int,
+    upto: int,
+    changes: dict[str, int],
+    timeout: float,
+    wait_seconds: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int | None:
+    """The first ledger in (after, upto] whose header shows every value, from Horizon's /ledgers.
+
+    None when Horizon cannot tell (unreachable, or not ingested that far within `wait_seconds`)."""
+    deadline = time.monotonic() + wait_seconds
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        while True:
+            try:
+                resp = client.get(
+                    f"{url}/ledgers",
+                    params={"cursor": str(after << 32), "order": "asc", "limit": str(min(200, max(1, upto - after)))},
+                )
+                resp.raise_for_status()
+                records = resp.json()["_embedded"]["records"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return None
+            for r in records:
+                if int(r["sequence"]) > upto:
+                    return None
+                if all(int(r.get(HORIZON_FIELDS[k], -1)) == v for k, v in changes.items()):
+                    return int(r["sequence"])
+            if (records and int(records[-1]["sequence"]) >= upto) or time.monotonic() > deadline:
+                return None
+            sleep(0.5)  # Horizon has not ingested that far yet
+
+
 def run(
     net: Network,
     req: Request,
@@ -174,6 +218,7 @@ def run(
     lead_seconds: int,
     deadline_seconds: int,
     at: datetime | None = None,
+    horizon_url: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
@@ -200,7 +245,13 @@ def run(
         else:
             when = datetime.fromtimestamp(math.ceil(now + lead_seconds), UTC)
         _arm(admins, when, changes, progress)
-        return _wait(admins, when, changes, deadline_seconds, progress, clock, sleep, good)
+        outcome = _wait(admins, when, changes, deadline_seconds, progress, clock, sleep, good)
+        if not outcome.exact and horizon_url and outcome.ledger is not None:
+            low = min(i.ledger.num for i in good.values())
+            found = first_ledger_with(horizon_url, low, outcome.ledger, changes, timeout)
+            if found is not None:
+                outcome.ledger, outcome.exact = found, True
+        return outcome
     finally:
         for a in admins:
             a.close()

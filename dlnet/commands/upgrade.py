@@ -72,6 +72,7 @@ def upgrade(
         lead_seconds=lead_s,
         deadline_seconds=deadline_s,
         at=when,
+        horizon_url=day2.horizon_url(net) if net.components.horizon and net.horizon else None,
         progress=progress,
     )
     if not outcome.changed:

@@ -263,3 +263,47 @@ def test_offers_cross_at_the_makers_price(net):
     assert bal["credit_alphanum4"] == "4.0000000"
     offers = server.offers().for_seller(a.public_key).call()["_embedded"]["records"]
     assert [o["amount"] for o in offers] == ["6.0000000"]
+
+
+def test_stellar_sdk_payment_stream_sees_each_payment(net):
+    server, pp, _, root = net
+    dest = Keypair.random()
+
+    def pay() -> None:
+        _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "30"))
+        _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "2"))
+
+    got = []
+    stream = server.payments().for_account(root.public_key).cursor("0").stream()
+    threading.Thread(target=pay).start()
+    for rec in stream:
+        got.append((rec["type"], rec.get("amount") or rec.get("starting_balance")))
+        if len(got) == 2:
+            break
+    assert got == [("create_account", "30.0000000"), ("payment", "2.0000000")]
+
+
+def test_result_xdr_decodes_to_the_same_codes(net):
+    from stellar_sdk import xdr
+
+    server, pp, _, root = net
+    dest = Keypair.random()
+    ok = _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "30")
+             .append_payment_op(dest.public_key, Asset.native(), "1"))
+    res = xdr.TransactionResult.from_xdr(ok["result_xdr"])
+    assert res.result.code == xdr.TransactionResultCode.txSUCCESS and res.fee_charged.int64 == 200
+    assert [r.tr.type for r in res.result.results] == [xdr.OperationType.CREATE_ACCOUNT, xdr.OperationType.PAYMENT]
+    with pytest.raises(BadRequestError) as e:
+        _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "30"))
+    failed = xdr.TransactionResult.from_xdr(e.value.extras["result_xdr"])
+    assert failed.result.code == xdr.TransactionResultCode.txFAILED
+    assert failed.result.results[0].tr.create_account_result.code == \
+        xdr.CreateAccountResultCode.CREATE_ACCOUNT_ALREADY_EXIST
+    acc = server.load_account(root.public_key)
+    acc.sequence += 3
+    tx = TransactionBuilder(acc, pp, 100).append_bump_sequence_op(1).set_timeout(30).build()
+    tx.sign(root)
+    with pytest.raises(BadRequestError) as e:
+        server.submit_transaction(tx)
+    assert xdr.TransactionResult.from_xdr(e.value.extras["result_xdr"]).result.code == \
+        xdr.TransactionResultCode.txBAD_SEQ

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import httpx
@@ -175,3 +176,63 @@ def test_bad_exporter_knobs_are_refused(tmp_path, core_factory, capsys, bad):
     assert main(["exporter", "-i", inv, "--once"]) == 1
     err = capsys.readouterr().err
     assert bad.split(":")[0] in err and len(err.strip().splitlines()) == 1
+
+
+def test_exporter_serves_metrics_over_http(tmp_path, core_factory):
+    import subprocess
+    import sys
+
+    from tests.doubles.horizon import wait_until
+
+    core = core_factory(3)
+    _, inv = _registry(tmp_path, core)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dlnet", "exporter", "-i", inv, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        def scraped() -> str:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return ""
+
+        assert wait_until(lambda: "dlnet_validator_up" in scraped(), timeout=30), proc.stderr
+        text = scraped()
+        assert 'dlnet_validator_up{environment="test",organisation="org1",validator="v1"} 1.0' in text
+        assert "dlnet_ledger_close_seconds_bucket" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+CONTRACT = [  # shared with the monitoring roles (issue 4): every name must be exposed
+    "dlnet_ledger_close_seconds", "dlnet_ledger_sequence", "dlnet_ledger_age_seconds",
+    "dlnet_ledger_protocol_version", "dlnet_ledger_max_tx_set_size", "dlnet_ledger_base_fee_stroops",
+    "dlnet_ledger_base_reserve_stroops", "dlnet_ledger_transactions_total", "dlnet_ledger_operations_total",
+    "dlnet_ledger_operations_per_ledger", "dlnet_validator_up", "dlnet_validator_synced", "dlnet_validator_peers",
+    "dlnet_quorum_agree", "dlnet_quorum_missing", "dlnet_quorum_fail_at", "dlnet_quorum_intersection",
+    "dlnet_upgrade_armed", "dlnet_horizon_up", "dlnet_horizon_ingest_lag_ledgers",
+    "dlnet_exporter_scrape_duration_seconds",
+]
+
+
+def test_every_contract_metric_is_exposed_with_its_labels(tmp_path, core_factory, horizon_factory):
+    core = core_factory(3, close_interval=3600)  # ledger 1, which the Horizon double also has
+    h = horizon_factory()
+    registry, _ = _registry(tmp_path, core, h.double)
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in CONTRACT:
+        base = name.removesuffix("_total")
+        assert base in families, f"{name} missing"
+        sample = families[base].samples[0]
+        if name.startswith(("dlnet_ledger", "dlnet_validator", "dlnet_quorum", "dlnet_upgrade")):
+            assert {"validator", "organisation", "environment"} <= set(sample.labels), name
+        elif name.startswith("dlnet_horizon"):
+            assert set(sample.labels) == {"horizon"}, name
+    assert families["dlnet_ledger_close_seconds"].type == "histogram"
+    assert families["dlnet_ledger_transactions"].type == "counter"
+    assert families["dlnet_upgrade_armed"].samples[0].labels["upgrade"] in (
+        "protocol_version", "base_fee", "base_reserve", "max_tx_set_size")

@@ -164,3 +164,29 @@ def test_nothing_requested_is_an_error(tmp_path, core_factory, capsys):
     core = core_factory(3)
     code, _, err = _run(capsys, "-i", _inv(tmp_path, core))
     assert code == 1 and "nothing requested" in err
+
+
+def test_first_ledger_with_the_values_is_found_in_horizons_history(horizon_factory):
+    from dlnet.upgrade import first_ledger_with
+
+    h = horizon_factory()
+    h.double.close_ledgers(3)  # ledgers 2..4 at 100 operations
+    h.double.ledger.max_tx_set_size = 500
+    h.double.ledger.protocol_version = 20
+    h.double.close_ledgers(3)  # ledgers 5..7 show the upgrade
+    assert first_ledger_with(h.url, 2, 7, {"maxtxsetsize": 500, "protocolversion": 20}, 2) == 5
+    assert first_ledger_with(h.url, 2, 4, {"maxtxsetsize": 500}, 2, wait_seconds=0) is None
+    h.double.stop()
+    assert first_ledger_with(h.url, 2, 7, {"maxtxsetsize": 500}, 0.5) is None
+
+
+def test_forked_validator_never_shows_the_upgrade_so_it_times_out_naming_it(tmp_path, core_factory, capsys):
+    core = core_factory(3, threshold=2)
+    core.set_mode("v3", "disagree")  # synced on its own fork: armed fine, but never follows the others
+    code, _, err = _run(capsys, "-i", _inv(tmp_path, core), "--max-tx-set-size", "400", "--lead", "0",
+                        "--deadline", "2")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert "v1: ledger" in last and "max_tx_set_size=400" in last  # applied where consensus is
+    assert "v3: ledger" in last and "max_tx_set_size=100" in last  # not on the fork
+    assert _nothing_armed(core)

@@ -6,6 +6,9 @@
 `/offers`, `/fee_stats`. Errors are Horizon problem documents (`type`, `title`, `status`, `detail`,
 `extras.result_codes`).
 
+`result_xdr` is a real TransactionResult (tests/doubles/results.py) except for transactions with offer
+operations (empty: use `result_codes` or /offers).
+
 Faults for tests: `inject("try_again_later")` -> 503 without queueing, `inject("timeout")` -> the
 transaction is queued (and will apply) but the reply is 504, as when Horizon gives up waiting;
 `ingest_lag` makes the root resource report history_latest_ledger behind core_latest_ledger.
@@ -135,7 +138,6 @@ class HorizonDouble:
             }
 
     def account_json(self, acc: AccountState) -> dict[str, Any]:
-        lg = self.ledger
         balances: list[dict[str, Any]] = []
         for (code, issuer), tl in acc.trustlines.items():
             balances.append(
@@ -170,9 +172,7 @@ class HorizonDouble:
             "sequence": str(acc.seq),
             "subentry_count": acc.subentries,
             "last_modified_ledger": acc.last_modified,
-            "thresholds": dict(
-                zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds, strict=True)
-            ),
+            "thresholds": dict(zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds, strict=True)),
             "flags": {
                 "auth_required": bool(acc.flags & AUTH_REQUIRED),
                 "auth_revocable": bool(acc.flags & AUTH_REVOCABLE),
@@ -187,7 +187,6 @@ class HorizonDouble:
         }
         if acc.home_domain:
             out["home_domain"] = acc.home_domain
-        del lg
         return out
 
     @staticmethod
@@ -242,9 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _problem(
-        self, status: int, kind: str, title: str, detail: str, extras: dict[str, Any] | None = None
-    ) -> None:
+    def _problem(self, status: int, kind: str, title: str, detail: str, extras: dict[str, Any] | None = None) -> None:
         body: dict[str, Any] = {"type": PROBLEM + kind, "title": title, "status": status, "detail": detail}
         if extras is not None:
             body["extras"] = extras
@@ -313,11 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "transactions":
-                    recs = [
-                        lg.transactions[x]
-                        for x in lg.tx_order
-                        if lg.transactions[x]["source_account"] == acc.id
-                    ]
+                    recs = [lg.transactions[x] for x in lg.tx_order if lg.transactions[x]["source_account"] == acc.id]
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "offers":
                     recs = [h.offer_json(o) for o in lg.offers.values() if o.seller == acc.id]
@@ -361,13 +354,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")  # as Horizon: each event arrives when written
         self.end_headers()
         self.close_connection = True
+
+        def chunk(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
         lg.lock.release()  # held by do_GET; streaming must not block the ledger
         try:
-            self.wfile.write(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
-            self.wfile.flush()
+            chunk(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
             while not self.horizon._stop.is_set():
                 with lg.lock:
                     fresh = [r for r in source() if int(r["paging_token"]) > sent]
@@ -375,9 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
                         lg.changed.wait(0.5)
                         continue
                 for r in fresh:
-                    self.wfile.write(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
+                    chunk(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
                     sent = int(r["paging_token"])
-                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
@@ -430,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Transaction Failed",
                 "The transaction failed when submitted to the stellar network. The"
                 " `extras.result_codes` field on this response contains further details.",
-                {"envelope_xdr": blob, "result_codes": codes, "result_xdr": ""},
+                {"envelope_xdr": blob, "result_codes": codes, "result_xdr": rej.result_xdr},
             )
         if fault == "timeout" or not sub.done.wait(h.submit_timeout):
             return self._problem(
@@ -450,7 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "Transaction Failed",
                 "The transaction failed when submitted to the stellar network. The"
                 " `extras.result_codes` field on this response contains further details.",
-                {"envelope_xdr": blob, "result_codes": rec.get("result_codes"), "result_xdr": ""},
+                {
+                    "envelope_xdr": blob,
+                    "result_codes": rec.get("result_codes"),
+                    "result_xdr": rec.get("result_xdr", ""),
+                },
             )
         return self._send(200, rec)
 

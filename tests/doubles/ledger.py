@@ -26,6 +26,8 @@ import stellar_sdk as ops
 from stellar_sdk import Asset, Keypair, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 
+from tests.doubles.results import result_xdr
+
 STROOPS = 10_000_000
 INT64_MAX = 2**63 - 1
 TOTAL_COINS = 100_000_000_000 * STROOPS
@@ -110,10 +112,15 @@ class Submission:
 
 
 class TxRejected(Exception):
-    def __init__(self, tx_code: str, op_codes: list[str] | None = None) -> None:
+    def __init__(self, tx_code: str, op_codes: list[str] | None = None, op_classes: list[str] | None = None) -> None:
         super().__init__(tx_code)
         self.tx_code = tx_code
         self.op_codes = op_codes or []
+        self.op_classes = op_classes or []
+
+    @property
+    def result_xdr(self) -> str:
+        return result_xdr(self.tx_code, 0, self.op_classes, self.op_codes)
 
 
 class Ledger:
@@ -222,7 +229,7 @@ class Ledger:
                 enough = self._weight(src_acc, signed) >= max(need, 1)
                 op_codes.append("op_success" if enough else "op_bad_auth")
             if "op_bad_auth" in op_codes:
-                raise TxRejected("tx_failed", op_codes)
+                raise TxRejected("tx_failed", op_codes, [type(op).__name__ for op in tx.operations])
             sub = Submission(h, envelope_xdr, env, source, n_ops)
             self.queue.append(sub)
             self.changed.notify_all()
@@ -344,6 +351,8 @@ class Ledger:
             "created_at": _iso(close_time),
             "memo_type": _memo_type(tx.memo),
             "result_codes": {"transaction": "tx_failed" if failed else "tx_success", "operations": op_codes},
+            "result_xdr": result_xdr("tx_failed" if failed else "tx_success", fee,
+                                     [type(op).__name__ for op in tx.operations], op_codes),
         }
         memo = _memo_value(tx.memo)
         if memo is not None:
