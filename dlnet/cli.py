@@ -25,9 +25,14 @@ app.add_typer(keys_app, name="keys")
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")
 ]
+InventoryJson = Annotated[
+    str | None,
+    typer.Option("--inventory-json", help="Read the resolved inventory as JSON from this file or - (stdin)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ExtraVars = Annotated[
-    list[str] | None, typer.Option("--extra-vars", "-e", help="Ansible extra vars (key=value), as given to the playbook.")
+    list[str] | None,
+    typer.Option("--extra-vars", "-e", help="Ansible extra vars (key=value), as given to the playbook."),
 ]
 
 
@@ -39,12 +44,15 @@ def _emit(as_json: bool, payload: dict[str, object], text: str) -> None:
 def check(
     inventory: Inventory = "inventories/local",
     extra_vars: ExtraVars = None,
-    reset: Annotated[bool, typer.Option(envvar="DLNET_RESET", help="Allow a changed passphrase (new network).")] = False,
+    inventory_json: InventoryJson = None,
+    reset: Annotated[
+        bool, typer.Option("--reset/--no-reset", envvar="DLNET_RESET", help="Allow a changed passphrase (new network).")
+    ] = False,
     artifacts: Annotated[bool, typer.Option(help="Check that stellar-core/Horizon binaries are supplied.")] = True,
     as_json: Json = False,
 ) -> None:
     """Preflight: validate the inventory and the quorum before anything is touched."""
-    net = load_network(inventory, extra_vars)
+    net = load_network(inventory, extra_vars, inventory_json)
     problems = preflight.check_network(net, reset=reset, check_artifacts=artifacts)
     if problems:
         raise InventoryError(problems)
@@ -56,9 +64,13 @@ def check(
         "organisations": len(net.organisations),
         "tolerated_failures": analysis.tolerates if analysis else None,
     }
-    _emit(as_json, summary, f"{inventory}: preflight passed ({len(net.validators)} validators, "
-          f"{len(net.organisations)} organisations"
-          + (f", survives {analysis.tolerates} failed validator(s))" if analysis else ")"))
+    _emit(
+        as_json,
+        summary,
+        f"{inventory}: preflight passed ({len(net.validators)} validators, "
+        f"{len(net.organisations)} organisations"
+        + (f", survives {analysis.tolerates} failed validator(s))" if analysis else ")"),
+    )
 
 
 def _orgs(net: object) -> dict[str, list[str]]:
@@ -86,12 +98,20 @@ def quorum_cmd(inventory: Inventory = "inventories/local", extra_vars: ExtraVars
 
 
 @keys_app.command("ensure")
-def keys_ensure(inventory: Inventory = "inventories/local", extra_vars: ExtraVars = None, as_json: Json = False) -> None:
+def keys_ensure(
+    inventory: Inventory = "inventories/local",
+    extra_vars: ExtraVars = None,
+    inventory_json: InventoryJson = None,
+    as_json: Json = False,
+) -> None:
     """Generate missing secrets (validator seeds, swarm key, DB password); report names, never values."""
-    net = load_network(inventory, extra_vars)
+    net = load_network(inventory, extra_vars, inventory_json)
     created = keys.ensure(net)
-    _emit(as_json, {"changed": bool(created), "created": created, "dir": str(keys.secrets_dir(net.env))},
-          f"created: {', '.join(created)}" if created else "all secrets present")
+    _emit(
+        as_json,
+        {"changed": bool(created), "created": created, "dir": str(keys.secrets_dir(net.env))},
+        f"created: {', '.join(created)}" if created else "all secrets present",
+    )
 
 
 @keys_app.command("forget-network")

@@ -163,8 +163,10 @@ class Network(_Strict):
         every = sorted({h for g in GROUPS.values() for h in hosts(g)})
         if not every:
             raise InventoryError(
-                [f"{inventory or 'inventory'}: no hosts in any of the groups {', '.join(GROUPS.values())}"
-                 " — add at least one host, as in inventories/sample/hosts.yml"]
+                [
+                    f"{inventory or 'inventory'}: no hosts in any of the groups {', '.join(GROUPS.values())}"
+                    " — add at least one host, as in inventories/sample/hosts.yml"
+                ]
             )
         common = hostvars.get(every[0], {})
 
@@ -185,15 +187,24 @@ class Network(_Strict):
             "stellar_core_version": str(common.get("stellar_core_version", "")),
             "horizon_version": str(common.get("horizon_version", "")),
             "validators": [
-                host(n, organisation="stellar_core_organisation", peer_port="stellar_core_peer_port",
-                     http_port="stellar_core_http_port", history_port="stellar_core_history_port")
+                host(
+                    n,
+                    organisation="stellar_core_organisation",
+                    peer_port="stellar_core_peer_port",
+                    http_port="stellar_core_http_port",
+                    history_port="stellar_core_history_port",
+                )
                 for n in hosts(GROUPS["stellar_core"])
             ],
             "horizon": [host(n, port="horizon_port") for n in hosts(GROUPS["horizon"])],
             "postgres": [host(n, port="postgres_port") for n in hosts(GROUPS["postgres"])],
             "ipfs": [
-                host(n, swarm_port="ipfs_bootstrap_swarm_port", api_port="ipfs_bootstrap_api_port",
-                     gateway_port="ipfs_bootstrap_gateway_port")
+                host(
+                    n,
+                    swarm_port="ipfs_bootstrap_swarm_port",
+                    api_port="ipfs_bootstrap_api_port",
+                    gateway_port="ipfs_bootstrap_gateway_port",
+                )
                 for n in hosts(GROUPS["ipfs"])
             ],
             "prometheus": [host(n, port="prometheus_port") for n in hosts(GROUPS["prometheus"])],
@@ -221,7 +232,10 @@ _INVENTORY_NAMES = {
 }
 _HOST_GROUPS = {"validators", "horizon", "postgres", "ipfs", "prometheus", "grafana"}
 _HOST_FIELD_VARS = {
-    "horizon": "horizon_", "postgres": "postgres_", "prometheus": "prometheus_", "grafana": "grafana_",
+    "horizon": "horizon_",
+    "postgres": "postgres_",
+    "prometheus": "prometheus_",
+    "grafana": "grafana_",
     "ipfs": "ipfs_bootstrap_",
 }
 
@@ -262,9 +276,7 @@ def ansible_inventory_json(inventory: str | Path, extra_vars: list[str] | None =
     """Run `ansible-inventory --list` (from this interpreter's environment) and return its JSON."""
     path = Path(inventory)
     if not path.exists():
-        raise DlnetError(
-            f"inventory {inventory} does not exist — expected a directory such as inventories/local"
-        )
+        raise DlnetError(f"inventory {inventory} does not exist — expected a directory such as inventories/local")
     exe = Path(sys.executable).parent / "ansible-inventory"
     cmd = [str(exe) if exe.exists() else (shutil.which("ansible-inventory") or "ansible-inventory")]
     cmd += ["-i", str(path), "--list"]
@@ -281,5 +293,21 @@ def ansible_inventory_json(inventory: str | Path, extra_vars: list[str] | None =
     return json.loads(proc.stdout)
 
 
-def load_network(inventory: str | Path, extra_vars: list[str] | None = None) -> Network:
+def load_network(
+    inventory: str | Path, extra_vars: list[str] | None = None, inventory_json: str | None = None
+) -> Network:
+    """Read the network from an inventory, or from JSON of the same shape (`-` = stdin).
+
+    Playbooks pass the variables exactly as the play resolved them (extra vars included) through
+    stdin, so nothing secret such as the passphrase appears in a command line.
+    """
+    if inventory_json is not None:
+        text = sys.stdin.read() if inventory_json == "-" else Path(inventory_json).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DlnetError(
+                f"inventory JSON is not valid JSON: {exc} — expected `ansible-inventory --list` output"
+            ) from None
+        return Network.from_inventory_json(data, str(inventory))
     return Network.from_inventory_json(ansible_inventory_json(inventory, extra_vars), str(inventory))

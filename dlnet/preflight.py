@@ -108,8 +108,10 @@ def _check_components(net: Network) -> list[str]:
                 f" or set dlnet_components.{name}: false"
             )
     if c.horizon and not c.stellar_core:
-        out.append("dlnet_components.horizon needs stellar_core (captive core follows our validators)"
-                   " — switch stellar_core on or horizon off")
+        out.append(
+            "dlnet_components.horizon needs stellar_core (captive core follows our validators)"
+            " — switch stellar_core on or horizon off"
+        )
     if c.horizon and not c.postgres:
         out.append("dlnet_components.horizon needs postgres (Horizon's database) — switch postgres on")
     if len(net.postgres) > 1:
@@ -124,18 +126,22 @@ def _check_names_and_ports(net: Network) -> list[str]:
     listeners = []
     if c.stellar_core:
         for v in net.validators:
-            listeners += [(v.address, v.peer_port, f"{v.name} stellar_core_peer_port"),
-                          (v.address, v.http_port, f"{v.name} stellar_core_http_port"),
-                          (v.address, v.history_port, f"{v.name} stellar_core_history_port")]
+            listeners += [
+                (v.address, v.peer_port, f"{v.name} stellar_core_peer_port"),
+                (v.address, v.http_port, f"{v.name} stellar_core_http_port"),
+                (v.address, v.history_port, f"{v.name} stellar_core_history_port"),
+            ]
     if c.horizon:
         listeners += [(h.address, h.port, f"{h.name} horizon_port") for h in net.horizon]
     if c.postgres:
         listeners += [(p.address, p.port, f"{p.name} postgres_port") for p in net.postgres]
     if c.ipfs:
         for n in net.ipfs:
-            listeners += [(n.address, n.swarm_port, f"{n.name} ipfs_bootstrap_swarm_port"),
-                          (n.address, n.api_port, f"{n.name} ipfs_bootstrap_api_port"),
-                          (n.address, n.gateway_port, f"{n.name} ipfs_bootstrap_gateway_port")]
+            listeners += [
+                (n.address, n.swarm_port, f"{n.name} ipfs_bootstrap_swarm_port"),
+                (n.address, n.api_port, f"{n.name} ipfs_bootstrap_api_port"),
+                (n.address, n.gateway_port, f"{n.name} ipfs_bootstrap_gateway_port"),
+            ]
     if c.prometheus:
         listeners += [(p.address, p.port, f"{p.name} prometheus_port") for p in net.prometheus]
     if c.grafana:
@@ -144,16 +150,22 @@ def _check_names_and_ports(net: Network) -> list[str]:
         seen[(addr, port)].append(what)
     for (addr, port), users in sorted(seen.items()):
         if len(users) > 1:
-            out.append(f"port {port} on {addr} is used {len(users)} times ({', '.join(users)})"
-                       " — give each listener its own port")
+            out.append(
+                f"port {port} on {addr} is used {len(users)} times ({', '.join(users)})"
+                " — give each listener its own port"
+            )
     for v in net.validators:
         if not re.match(r"^[a-z][a-z0-9-]{0,30}$", v.name):
-            out.append(f"validator name {v.name!r}: expected lowercase letters, digits and dashes"
-                       " (it becomes a container and stellar-core NAME) — rename the host")
+            out.append(
+                f"validator name {v.name!r}: expected lowercase letters, digits and dashes"
+                " (it becomes a container and stellar-core NAME) — rename the host"
+            )
     domains = [o.home_domain for o in net.organisations]
     for d in sorted({d for d in domains if domains.count(d) > 1}):
-        out.append(f"dlnet_organisations: home_domain {d} is used by more than one organisation"
-                   " — each organisation needs its own home domain")
+        out.append(
+            f"dlnet_organisations: home_domain {d} is used by more than one organisation"
+            " — each organisation needs its own home domain"
+        )
     names = [o.name for o in net.organisations]
     for n in sorted({n for n in names if names.count(n) > 1}):
         out.append(f"dlnet_organisations: organisation name {n} appears twice — names must be unique")
@@ -166,8 +178,10 @@ def _check_organisations(net: Network) -> list[str]:
     by_org: dict[str, list[str]] = defaultdict(list)
     for v in net.validators:
         if v.organisation not in known:
-            out.append(f"host {v.name}: stellar_core_organisation {v.organisation!r} is not in dlnet_organisations"
-                       f" (known: {', '.join(sorted(known)) or 'none'}) — fix the name or add the organisation")
+            out.append(
+                f"host {v.name}: stellar_core_organisation {v.organisation!r} is not in dlnet_organisations"
+                f" (known: {', '.join(sorted(known)) or 'none'}) — fix the name or add the organisation"
+            )
         by_org[v.organisation].append(v.name)
     for o in net.organisations:
         for t in o.trusts or []:
@@ -175,8 +189,10 @@ def _check_organisations(net: Network) -> list[str]:
                 out.append(f"dlnet_organisations: {o.name} trusts unknown organisation {t!r} — fix the name")
         n = len(by_org.get(o.name, []))
         if n == 0:
-            out.append(f"dlnet_organisations: {o.name} has no validator — add hosts with"
-                       f" stellar_core_organisation: {o.name} or remove the organisation")
+            out.append(
+                f"dlnet_organisations: {o.name} has no validator — add hosts with"
+                f" stellar_core_organisation: {o.name} or remove the organisation"
+            )
         elif o.quality in ("HIGH", "CRITICAL") and n < 3:
             out.append(
                 f"organisation {o.name} ({o.quality}) has {n} validator(s) ({', '.join(by_org[o.name])}): "
@@ -218,8 +234,9 @@ def check_quorum(net: Network) -> list[str]:
         failed, stalled = analysis.breaking
         out.append(
             f"quorum: dlnet_quorum.tolerated_failures is {want} but the network tolerates {analysis.tolerates}:"
-            f" if {', '.join(failed)} fail, {', '.join(stalled)} stop closing ledgers — add validators or"
-            " organisations, or lower tolerated_failures"
+            f" if {', '.join(failed)} fail, "
+            + (f"{', '.join(stalled)} stop closing ledgers" if stalled else "no validator is left")
+            + " — add validators or organisations, or lower tolerated_failures"
         )
     out += [f"quorum: {n}" for n in analysis.notes]
     return out
