@@ -106,7 +106,8 @@ class RecordOut(RecordIn):
 
 def create_app(settings: FederationSettings, admin_token: str | None = None) -> FastAPI:
     logger = setup_logging("federation", settings.log_level)
-    token = AdminToken(admin_token if admin_token is not None else read_secret(settings.admin_token_file, "admin token"))
+    token = AdminToken(admin_token if admin_token is not None
+                       else read_secret(settings.admin_token_file, "admin token"))
     toml_text = render_stellar_toml(settings)
     domain = settings.home_domain.lower()
     state: dict[str, Any] = {}

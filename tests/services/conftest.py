@@ -59,3 +59,13 @@ def live_server(make_app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def kubo_swarm() -> Iterator[list[str]]:
+    from tests.services import kubo
+
+    if kubo.kubo_bin() is None:
+        pytest.skip("needs kubo: run `make kubo` (builds build/bin/ipfs) or set IPFS_BIN")
+    with kubo.swarm(2) as urls:
+        yield urls
