@@ -329,7 +329,7 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
                 need = stake_base * (penalty ** strikes)
                 if amount < need:
                     return rejected(f"operation {i}: stake of {amount} {dlc.code} too small — {sender} has {strikes} "
-                                    f"strike(s) for malicious updates, so must stake at least {need.normalize()}")
+                                    f"strike(s) for malicious updates, so must stake at least {need.normalize():f}")
         env.sign(issuer)
         audit(c, "approval-server", source, "tx_approved", tx_hash=env.hash_hex())
         approvals.labels("success").inc()
@@ -343,7 +343,7 @@ def _signed_by(env: TransactionEnvelope, account: str) -> bool:
     kp = Keypair.from_public_key(account)
     h = env.hash()
     for sig in env.signatures:
-        if sig.signature_hint.signature_hint != kp.signature_hint():
+        if bytes(sig.signature_hint) != kp.signature_hint():
             continue
         try:
             kp.verify(h, sig.signature)
