@@ -21,6 +21,11 @@ from dlnet.errors import DlnetError, InventoryError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Secrets of an environment (generated once, never shown).")
 app.add_typer(keys_app, name="keys")
+# Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.
+from dlnet.services.cli import serve_app, services_app  # noqa: E402 - registered beside the other sub-apps
+
+app.add_typer(serve_app, name="serve")
+app.add_typer(services_app, name="services")
 
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")

@@ -11,6 +11,7 @@ from typing import Any
 
 from stellar_sdk import Asset, Keypair, Network, Server, TransactionBuilder, TrustLineFlags
 from stellar_sdk import exceptions as sx
+from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 
@@ -25,7 +26,10 @@ class ChainError(Exception):
 
 class Chain:
     def __init__(self, horizon_url: str, passphrase: str, base_fee: int = 100, timeout: int = 30) -> None:
-        self.server = Server(horizon_url)
+        # No transport-level retries: an ambiguous submission is settled by the caller (by hash), never
+        # hidden behind an automatic re-POST.
+        self.server = Server(horizon_url, client=RequestsClient(num_retries=0, request_timeout=timeout,
+                                                                post_timeout=timeout + 30))
         self.passphrase = passphrase
         self.base_fee = base_fee
         self.timeout = timeout
