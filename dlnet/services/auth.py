@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 from fastapi import Request
-from stellar_sdk import Keypair, StrKey
+from stellar_sdk import Keypair, StrKey, TransactionEnvelope
 from stellar_sdk.exceptions import SdkError
 from stellar_sdk.sep import stellar_web_authentication as sep10
 from stellar_sdk.sep.exceptions import InvalidSep10ChallengeError
@@ -66,6 +66,10 @@ class Sep10:
 
     def verify(self, envelope: str) -> str:
         """The authenticated account of a signed challenge, or a 400/401 saying why not."""
+        try:
+            TransactionEnvelope.from_xdr(envelope, self.passphrase)
+        except Exception:  # the XDR decoder raises EOFError, ValueError, ... on garbage
+            raise ApiError(400, "transaction: not a base64 XDR transaction envelope") from None
         try:
             challenge = sep10.read_challenge_transaction(
                 envelope, self.signing.public_key, self.home_domain, self.web_auth_domain, self.passphrase)
