@@ -132,7 +132,7 @@ class Bridge:
                                          for a in settings.accounts}
         self.by_id = {k.public_key: n for n, k in self.keys.items()}
         self.webhook_secret = read_secret(settings.webhook_secret_file, "webhook secret").encode()
-        self.chain = Chain(settings.horizon_url, settings.network_passphrase, settings.base_fee)
+        self.chain = Chain(settings.horizon_url, settings.network_passphrase, settings.base_fee, settings.tx_timeout)
         self.http = httpx.Client(timeout=settings.webhook_timeout)
         self.pool: Any = None
         self.stop = threading.Event()
@@ -170,7 +170,7 @@ class Bridge:
             with self.pool.connection() as c:
                 c.execute("UPDATE payment_requests SET status = 'submitted', tx_hash = %s, envelope_xdr = %s,"
                           " updated_at = now() WHERE idempotency_key = %s", (env.hash_hex(), env.to_xdr(), key))
-            return self._submit(key, env.to_xdr(), env.hash_hex())
+            return self._submit(key, env.to_xdr(), env.hash_hex(), first=True)
 
     def _ops(self, kind: str, body: PaymentIn, kp: Keypair) -> Any:
         asset = parse_asset(body.asset)
@@ -210,10 +210,10 @@ class Bridge:
         with self._locks.get(name, threading.Lock()):
             return self._submit(key, row[3], row[2])
 
-    def _submit(self, key: str, xdr: str, tx_hash: str) -> tuple[int, dict[str, Any]]:
+    def _submit(self, key: str, xdr: str, tx_hash: str, first: bool = False) -> tuple[int, dict[str, Any]]:
         """Submit (or re-submit) the one envelope of this key; settle from Horizon when ambiguous."""
         try:
-            found = self.chain.transaction(tx_hash)
+            found = None if first else self.chain.transaction(tx_hash)
             if found is not None:
                 return self._settle(key, tx_hash, found)
             res = self.chain.submit(xdr)

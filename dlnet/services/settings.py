@@ -163,6 +163,9 @@ class BridgeSettings(ServiceSettings):
     webhook_backoff_base: float = Field(default=0.5, gt=0)
     webhook_timeout: float = Field(default=5.0, gt=0)
     base_fee: int = Field(default=100, ge=100)
+    # Upper time bound of each transaction (seconds from signing): an envelope not applied by then never
+    # will be, which lets a retry settle it as failed.
+    tx_timeout: int = Field(default=60, ge=10, le=86400)
 
 
 _KINDS: dict[str, type[ServiceSettings]] = {
