@@ -382,10 +382,11 @@ def create_app(settings: BridgeSettings, *, api_token: str | None = None, log_st
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        b = holder["bridge"]
+        b.chain.check_network(logger)
         applied = db.migrate(settings.database.conninfo(), "bridge")
         if applied:
             log(logger, logging.INFO, "migrations applied", applied=applied)
-        b = holder["bridge"]
         b.pool = db.open_pool(settings.database, "bridge")
         b.start_workers()
         try:

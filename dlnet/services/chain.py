@@ -34,6 +34,21 @@ class Chain:
         self.base_fee = base_fee
         self.timeout = timeout
 
+    def check_network(self, logger: Any = None) -> None:
+        """Refuse to start against a Horizon of another network; only warn when it cannot be reached."""
+        try:
+            served = self.server.root().call().get("network_passphrase")
+        except sx.SdkError as exc:
+            if logger is not None:
+                logger.warning("horizon unreachable at start; network passphrase not checked",
+                               extra={"fields": {"error": type(exc).__name__}})
+            return
+        if served is not None and served != self.passphrase:
+            from dlnet.errors import DlnetError
+
+            raise DlnetError(f"wrong network: Horizon serves {served!r}, the config says {self.passphrase!r} — "
+                             "fix network_passphrase or horizon_url")
+
     def account(self, account_id: str) -> dict[str, Any] | None:
         try:
             return dict(self.server.accounts().account_id(account_id).call())

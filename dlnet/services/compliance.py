@@ -113,6 +113,7 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        chain.check_network(logger)
         applied = db.migrate(settings.database.conninfo(), "compliance")
         if applied:
             log(logger, logging.INFO, "migrations applied", applied=applied)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -234,6 +235,12 @@ def build_app(
     async def _dlnet(_: Request, exc: DlnetError) -> JSONResponse:
         log(logger, logging.ERROR, "service error", error=str(exc))
         return JSONResponse({"error": str(exc)}, status_code=503)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Input PostgreSQL cannot store (NUL bytes, out-of-range numbers): the caller's data, not our fault.
+        return JSONResponse({"error": "invalid input: a value contains characters or numbers PostgreSQL cannot "
+                                      "store (e.g. a NUL byte)"}, status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -53,6 +53,13 @@ def swarm(n: int = 2) -> Iterator[list[str]]:
             cfg["Bootstrap"] = []
             cfg.setdefault("AutoTLS", {})["Enabled"] = False
             cfg.setdefault("Routing", {})["Type"] = "dht"  # no public HTTP routers in a private swarm
+            # kubo >= 0.36 broadcasts wants only to peers that sent blocks before and otherwise waits for
+            # DHT provider records (swept slowly): in a small private swarm, ask every connected peer.
+            internal = cfg.get("Internal") or {}
+            bitswap = internal.get("Bitswap") or {}
+            bitswap["BroadcastControl"] = {"Enable": False}
+            internal["Bitswap"] = bitswap
+            cfg["Internal"] = internal
             plugins = cfg.get("Plugins") or {}
             plugins["Plugins"] = (plugins.get("Plugins") or {}) | {"telemetry": {"Config": {"Mode": "off"}}}
             cfg["Plugins"] = plugins
@@ -68,19 +75,22 @@ def swarm(n: int = 2) -> Iterator[list[str]]:
                 {"ID": o["id"], "Addrs": [f"/ip4/127.0.0.1/tcp/{o['swarm']}"]} for j, o in enumerate(nodes) if j != i]
             (node["home"] / "config").write_text(json.dumps(node["cfg"]))
             log = open(node["home"] / "daemon.log", "wb")  # noqa: SIM115 - closed with the process
-            procs.append(subprocess.Popen([exe, "daemon", "--migrate=false"], env=node["env"], stdout=log,
-                                          stderr=subprocess.STDOUT))
-        urls = [f"http://127.0.0.1:{node['api']}" for node in nodes]
-        for url, p in zip(urls, procs, strict=True):
+            proc = subprocess.Popen([exe, "daemon", "--migrate=false"], env=node["env"], stdout=log,
+                                    stderr=subprocess.STDOUT)
+            procs.append(proc)
+            # One at a time: two nodes dialling each other at the same instant can end up with a
+            # half-closed duplicate connection that bitswap never uses.
+            url = f"http://127.0.0.1:{node['api']}"
             for _ in range(300):
-                if p.poll() is not None:
-                    raise RuntimeError(f"kubo exited: see {root}")
+                if proc.poll() is not None:
+                    raise RuntimeError(f"kubo exited: see {node['home'] / 'daemon.log'}")
                 try:
                     if httpx.post(f"{url}/api/v0/id", timeout=1).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
+        urls = [f"http://127.0.0.1:{node['api']}" for node in nodes]
         # Wait until every node sees a peer that speaks bitswap (connected and identified).
         for url in urls:
             for _ in range(300):
@@ -89,6 +99,7 @@ def swarm(n: int = 2) -> Iterator[list[str]]:
                 if any("/ipfs/bitswap/1.2.0" in ((p.get("Identify") or {}).get("Protocols") or []) for p in peers):
                     break
                 time.sleep(0.1)
+        _ensure_blocks_flow(urls)
         yield urls
     finally:
         for p in procs:
@@ -99,3 +110,24 @@ def swarm(n: int = 2) -> Iterator[list[str]]:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _ensure_blocks_flow(urls: list[str]) -> None:
+    """Connected is not enough: kubo 0.39 nodes on one host sometimes keep a connection that bitswap never
+    uses (blocks never arrive). Probe with a block added on the first node; reconnect until it flows."""
+    first = httpx.post(f"{urls[0]}/api/v0/id", timeout=5).json()
+    addr = next(a for a in first["Addresses"] if a.startswith("/ip4/127.0.0.1/tcp/"))
+    for url in urls[1:]:
+        for _ in range(8):
+            probe = httpx.post(f"{urls[0]}/api/v0/add", params={"cid-version": "0"},
+                               files={"file": ("probe", secrets.token_bytes(64))}, timeout=10).json()["Hash"]
+            try:
+                httpx.post(f"{url}/api/v0/cat", params={"arg": probe}, timeout=3).raise_for_status()
+                break
+            except httpx.HTTPError:
+                httpx.post(f"{url}/api/v0/swarm/disconnect", params={"arg": addr}, timeout=5)
+                time.sleep(0.5)
+                httpx.post(f"{url}/api/v0/swarm/connect", params={"arg": addr}, timeout=5)
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"kubo private swarm: blocks do not flow from {urls[0]} to {url}")

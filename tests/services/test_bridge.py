@@ -271,3 +271,11 @@ def test_log_has_no_secrets(setup):
     assert "payment succeeded" in text
     for secret in (s["payer"].secret, TOKEN, HOOK_SECRET, "l1\""):
         assert secret not in text
+
+
+def test_wrong_network_passphrase_refuses_to_start(setup):
+    from dlnet.errors import DlnetError
+
+    app = create_app(setup["settings"](network_passphrase="some other network"))
+    with pytest.raises(DlnetError, match="wrong network"), TestClient(app):
+        pass
