@@ -294,45 +294,54 @@ class Bridge:
         return new
 
     def dispatch_once(self, batch: int = 20) -> int:
-        """Attempt due deliveries; return how many were attempted."""
+        """Attempt up to `batch` due deliveries, each in its own transaction (so a crash repeats at most the
+        one in flight); return how many were attempted."""
         done = 0
+        for _ in range(batch):
+            if not self._deliver_one():
+                break
+            done += 1
+        with self.pool.connection() as c:
+            self.m_pending.set(c.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0])
+        return done
+
+    def _deliver_one(self) -> bool:
         with self.pool.connection() as c, c.transaction():
-            due = c.execute(
+            row = c.execute(
                 "SELECT d.payment_id, d.webhook_id, d.attempts, w.url, i.payload FROM deliveries d"
                 " JOIN webhooks w ON w.id = d.webhook_id JOIN incoming i ON i.id = d.payment_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-                " ORDER BY d.next_attempt_at, d.payment_id LIMIT %s FOR UPDATE OF d SKIP LOCKED", (batch,)).fetchall()
-            for pid, hid, attempts, url, payload in due:
-                body = json.dumps(payload, sort_keys=True).encode()
-                headers = {"content-type": "application/json", "X-Dlnet-Id": pid,
-                           "X-Dlnet-Signature": sign_payload(self.webhook_secret, body, int(time.time()))}
-                error = None
-                try:
-                    resp = self.http.post(url, content=body, headers=headers)
-                    if not 200 <= resp.status_code < 300:
-                        error = f"HTTP {resp.status_code}"
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
-                done += 1
-                if error is None:
-                    c.execute("UPDATE deliveries SET status = 'delivered', attempts = attempts + 1,"
-                              " delivered_at = now(), last_error = NULL WHERE payment_id = %s AND webhook_id = %s",
-                              (pid, hid))
-                    self.m_deliveries.labels("delivered").inc()
-                    continue
-                attempts += 1
-                final = attempts >= self.s.webhook_max_attempts
-                delay = min(self.s.webhook_backoff_base * 2 ** (attempts - 1), 3600.0)
-                c.execute("UPDATE deliveries SET status = %s, attempts = %s, last_error = %s,"
-                          " next_attempt_at = now() + make_interval(secs => %s)"
-                          " WHERE payment_id = %s AND webhook_id = %s",
-                          ("failed" if final else "pending", attempts, error, delay, pid, hid))
-                self.m_deliveries.labels("failed" if final else "retry").inc()
-                log(self.logger, logging.WARNING, "webhook delivery failed", webhook=hid, attempts=attempts,
-                    error=error, final=final)
-            pending = c.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
-            self.m_pending.set(pending)
-        return done
+                " ORDER BY d.next_attempt_at, d.payment_id LIMIT 1 FOR UPDATE OF d SKIP LOCKED").fetchone()
+            if row is None:
+                return False
+            pid, hid, attempts, url, payload = row
+            body = json.dumps(payload, sort_keys=True).encode()
+            headers = {"content-type": "application/json", "X-Dlnet-Id": pid,
+                       "X-Dlnet-Signature": sign_payload(self.webhook_secret, body, int(time.time()))}
+            error = None
+            try:
+                resp = self.http.post(url, content=body, headers=headers)
+                if not 200 <= resp.status_code < 300:
+                    error = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            if error is None:
+                c.execute("UPDATE deliveries SET status = 'delivered', attempts = attempts + 1,"
+                          " delivered_at = now(), last_error = NULL WHERE payment_id = %s AND webhook_id = %s",
+                          (pid, hid))
+                self.m_deliveries.labels("delivered").inc()
+                return True
+            attempts += 1
+            final = attempts >= self.s.webhook_max_attempts
+            delay = min(self.s.webhook_backoff_base * 2 ** (attempts - 1), 3600.0)
+            c.execute("UPDATE deliveries SET status = %s, attempts = %s, last_error = %s,"
+                      " next_attempt_at = now() + make_interval(secs => %s)"
+                      " WHERE payment_id = %s AND webhook_id = %s",
+                      ("failed" if final else "pending", attempts, error, delay, pid, hid))
+            self.m_deliveries.labels("failed" if final else "retry").inc()
+            log(self.logger, logging.WARNING, "webhook delivery failed", webhook=hid, attempts=attempts,
+                error=error, final=final)
+            return True
 
     def _loop(self, step: Any, name: str) -> None:
         while not self.stop.is_set():
