@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from stellar_sdk import Asset, Keypair
+from stellar_sdk import Asset, Keypair, TrustLineFlags
 
 from dlnet.services.bridge import create_app, sign_payload, verify_signature
 from dlnet.services.settings import BridgeSettings
@@ -279,3 +279,28 @@ def test_wrong_network_passphrase_refuses_to_start(setup):
     app = create_app(setup["settings"](network_passphrase="some other network"))
     with pytest.raises(DlnetError, match="wrong network"), TestClient(app):
         pass
+
+
+def test_path_payment_is_idempotent_and_checked(setup, monkeypatch):
+    from doubles import paths
+
+    paths.enable(monkeypatch)
+    s, net = setup, setup["net"]
+    issuer, vlm = net.regulated_asset("VLM")
+    net.trust(s["payer"], vlm)
+    net.trust(s["outsider"], vlm)
+    for k in (s["payer"], s["outsider"]):
+        net.tx(issuer, lambda b, k=k: b.append_set_trust_line_flags_op(k.public_key, vlm,
+                                                                    set_flags=TrustLineFlags.AUTHORIZED_FLAG))
+    net.tx(issuer, lambda b: b.append_payment_op(s["payer"].public_key, vlm, "100"))
+    body = {"source": "rewards", "destination": s["outsider"].public_key, "asset": f"VLM:{issuer.public_key}",
+            "amount": "5", "send_asset": f"VLM:{issuer.public_key}", "send_max": "6"}
+    with TestClient(create_app(s["settings"]())) as c:
+        rs = [c.post("/path-payments", json=body, headers=AUTH | {"Idempotency-Key": "vlm-1"}) for _ in range(3)]
+        assert [r.status_code for r in rs] == [200, 200, 200], rs[0].text
+        assert net.line(s["outsider"].public_key, vlm)["balance"] == "5.0000000"
+        # send_max below the amount: refused by the network with its code.
+        r = c.post("/path-payments", json=body | {"send_max": "4"}, headers=AUTH | {"Idempotency-Key": "vlm-2"})
+        assert r.status_code == 409 and r.json()["result_codes"]["operations"] == ["op_over_source_max"]
+        r = c.post("/path-payments", json=body | {"path": ["nonsense"]}, headers=AUTH | {"Idempotency-Key": "vlm-3"})
+        assert r.status_code == 400 and "path" in r.json()["error"]
