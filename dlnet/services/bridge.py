@@ -258,7 +258,9 @@ class Bridge:
         for account in self.by_id:
             with self.pool.connection() as c:
                 row = c.execute("SELECT cursor FROM cursors WHERE account_id = %s", (account,)).fetchone()
-            cursor = row[0] if row else "0"
+            cursor = row[0] if row else ("0" if self.s.follow_from == "start" else self._latest(account))
+            if cursor is None:
+                continue
             try:
                 r = self.http.get(f"{self.s.horizon_url.rstrip('/')}/accounts/{account}/payments",
                                   params={"cursor": cursor, "order": "asc", "limit": "200"})
@@ -292,6 +294,22 @@ class Bridge:
         if new:
             self.m_incoming.inc(new)
         return new
+
+    def _latest(self, account: str) -> str | None:
+        """Paging token of the account's newest payment ("0" if none), stored as its first cursor."""
+        try:
+            r = self.http.get(f"{self.s.horizon_url.rstrip('/')}/accounts/{account}/payments",
+                              params={"order": "desc", "limit": "1"})
+        except httpx.HTTPError:
+            return None
+        if r.status_code != 200:
+            return None
+        recs = r.json().get("_embedded", {}).get("records", [])
+        token = recs[0]["paging_token"] if recs else "0"
+        with self.pool.connection() as c:
+            c.execute("INSERT INTO cursors (account_id, cursor) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                      (account, token))
+            return str(c.execute("SELECT cursor FROM cursors WHERE account_id = %s", (account,)).fetchone()[0])
 
     def dispatch_once(self, batch: int = 20) -> int:
         """Attempt up to `batch` due deliveries, each in its own transaction (so a crash repeats at most the

@@ -158,6 +158,9 @@ class BridgeSettings(ServiceSettings):
     webhook_secret_file: Path
     # Follow incoming payments of the held accounts (poll interval, seconds).
     follow: bool = True
+    # Where to start following an account the bridge has no cursor for yet: "now" (only new payments)
+    # or "start" (the account's whole history, each payment delivered once).
+    follow_from: Literal["now", "start"] = "now"
     poll_interval: float = Field(default=1.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_base: float = Field(default=0.5, gt=0)

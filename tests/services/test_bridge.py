@@ -41,7 +41,7 @@ def setup(database, horizon_double, secret_file):
                "accounts": [{"name": "rewards", "seed_file": secret_file("payer.seed", payer.secret)},
                             {"name": "inbox", "seed_file": secret_file("recv.seed", receiver.secret)}],
                "webhook_secret_file": secret_file("hook", HOOK_SECRET), "follow": False, "poll_interval": 0.05,
-               "webhook_backoff_base": 0.01, "webhook_max_attempts": 3,
+               "webhook_backoff_base": 0.01, "webhook_max_attempts": 3, "follow_from": "start",
                "admin_token_file": secret_file("token", TOKEN)}
         return BridgeSettings.model_validate(raw | over)
 
@@ -304,3 +304,20 @@ def test_path_payment_is_idempotent_and_checked(setup, monkeypatch):
         assert r.status_code == 409 and r.json()["result_codes"]["operations"] == ["op_over_source_max"]
         r = c.post("/path-payments", json=body | {"path": ["nonsense"]}, headers=AUTH | {"Idempotency-Key": "vlm-3"})
         assert r.status_code == 400 and "path" in r.json()["error"]
+
+
+def test_follow_from_now_skips_history_then_follows(setup):
+    s, net = setup, setup["net"]
+    recv = Receiver()
+    try:
+        with TestClient(create_app(s["settings"](follow_from="now"))) as c:
+            c.post("/webhooks", json={"url": recv.url}, headers=AUTH)
+            bridge = c.app.state.bridge
+            assert bridge.follow_once() == 0  # the fundings before the first start are history
+            net.tx(s["outsider"], lambda b: b.append_payment_op(s["receiver"].public_key, Asset.native(), "4"))
+            assert bridge.follow_once() == 1
+            while bridge.dispatch_once():
+                pass
+        assert [p["amount"] for _, p, _ in recv.got] == ["4.0000000"]
+    finally:
+        recv.close()
