@@ -65,7 +65,9 @@ check: venv ## Preflight: validate the inventory and the quorum (changes nothing
 	@$(BIN)/dlnet check -i $(INVENTORY) $(if $(filter 1,$(RESET)),--reset)
 
 .PHONY: up
-up: images ## Deploy the network described by inventories/$(ENV) (default: local)
+up: venv ## Deploy the network described by inventories/$(ENV) (default: local)
+	@$(MAKE) check
+	@$(MAKE) images
 	@echo ">> deploying $(INVENTORY)"
 	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/site.yml $(if $(filter 1,$(RESET)),-e dlnet_reset=true) $(ANSIBLE_FLAGS)
 
@@ -111,8 +113,8 @@ bench: venv engine ## Benchmarks, printed as numbers and ratios
 	@for b in scripts/bench_*.py; do echo ">> $$b"; $(BIN)/python "$$b"; done
 
 .PHONY: fetch-artifacts
-fetch-artifacts: engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
-	@echo ">> fetching official stellar-core $(STELLAR_CORE_DEB_VERSION) and Horizon from SDF's apt repository"
+fetch-artifacts: venv engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
+	@echo ">> fetching the official stellar-core and Horizon from SDF's apt repository"
 	@scripts/fetch-artifacts.sh
 
 # Fragments for further subsystems (monitoring, services, ...): each adds its own targets.

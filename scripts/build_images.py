@@ -79,7 +79,7 @@ def stage(name: str, extra: dict[str, Path]) -> Path:
 
 
 def docker_build(name: str, ctx: Path, args: dict[str, str]) -> None:
-    cmd = ["docker", "build", "--quiet", "--network", "host", "-t", f"dlnet/{name}:{TAG}"]
+    cmd = ["docker", "build", "--quiet", "--force-rm", "--network", "host", "-t", f"dlnet/{name}:{TAG}"]
     for k, v in {"BASE_IMAGE": BASE, "IMAGE_VERSION": TAG, **args}.items():
         cmd += ["--build-arg", f"{k}={v}"]
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # classic builder: no frontend image to pull
@@ -99,7 +99,12 @@ def ca_bundle() -> Path:
 def wheel() -> Path:
     out = ROOT / "build" / "wheels"
     shutil.rmtree(out, ignore_errors=True)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)], stdout=subprocess.DEVNULL)
+    # A fixed SOURCE_DATE_EPOCH makes the wheel byte-identical across builds, so the image cache holds.
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
+        stdout=subprocess.DEVNULL,
+    )
     return next(out.glob("dlnet-*.whl"))
 
 

@@ -1,0 +1,3 @@
+module dlnet.test/stellardouble
+
+go 1.21
