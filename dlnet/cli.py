@@ -15,12 +15,23 @@ from typing import Annotated
 import typer
 
 from dlnet import keys, preflight, quorum
+from dlnet.commands.exporter import exporter as exporter_cmd
+from dlnet.commands.model import model_app
+from dlnet.commands.seed import seed as seed_cmd
+from dlnet.commands.status import status as status_cmd
+from dlnet.commands.upgrade import upgrade as upgrade_cmd
 from dlnet.config import load_network
 from dlnet.errors import DlnetError, InventoryError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Secrets of an environment (generated once, never shown).")
 app.add_typer(keys_app, name="keys")
+# Day-2 verbs (issue 3), one module each under dlnet/commands/.
+app.command("exporter")(exporter_cmd)
+app.command("upgrade")(upgrade_cmd)
+app.command("status")(status_cmd)
+app.command("seed")(seed_cmd)
+app.add_typer(model_app, name="model")
 # Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.
 from dlnet.services.cli import serve_app, services_app  # noqa: E402 - registered beside the other sub-apps
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
@@ -106,10 +106,9 @@ def bench_federation(cluster: pg.Cluster) -> dict[str, float]:
 
 
 def bench_bridge(cluster: pg.Cluster, tmp: Path) -> dict[str, float]:
-    from doubles.horizon import HorizonDouble
-
     from dlnet.services.bridge import create_app
     from dlnet.services.settings import BridgeSettings, DatabaseSettings
+    from tests.doubles.horizon import HorizonDouble
     from tests.services.ledger_setup import Net
 
     passphrase = "dlnet bench network"

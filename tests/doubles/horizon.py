@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from doubles.ledger import (
+from tests.doubles.ledger import (
     AUTH_CLAWBACK,
     AUTH_IMMUTABLE,
     AUTH_REQUIRED,
@@ -61,6 +61,7 @@ class HorizonDouble:
         self.faults: list[str] = []
         self.ingest_lag = 0
         self.submissions = 0
+        self.held = False  # True: no ledger closes (transactions queue up) until released
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -106,7 +107,7 @@ class HorizonDouble:
         while not self._stop.wait(self.close_interval):
             with self.ledger.lock:
                 busy = bool(self.ledger.queue)
-            if busy or self.idle_close:
+            if (busy or self.idle_close) and not self.held:
                 self.ledger.close()
 
     def close_ledgers(self, n: int = 1) -> None:
@@ -134,24 +135,31 @@ class HorizonDouble:
             }
 
     def account_json(self, acc: AccountState) -> dict[str, Any]:
-        lg = self.ledger
         balances: list[dict[str, Any]] = []
         for (code, issuer), tl in acc.trustlines.items():
-            balances.append({
-                "balance": amount_str(tl.balance),
-                "limit": amount_str(tl.limit if tl.limit <= INT64_MAX else INT64_MAX),
+            balances.append(
+                {
+                    "balance": amount_str(tl.balance),
+                    "limit": amount_str(tl.limit if tl.limit <= INT64_MAX else INT64_MAX),
+                    "buying_liabilities": "0.0000000",
+                    "selling_liabilities": "0.0000000",
+                    "last_modified_ledger": tl.last_modified,
+                    "is_authorized": bool(tl.flags & TL_AUTHORIZED),
+                    "is_authorized_to_maintain_liabilities": bool(tl.flags & (TL_AUTHORIZED | TL_MAINTAIN)),
+                    "is_clawback_enabled": bool(tl.flags & TL_CLAWBACK),
+                    "asset_type": "credit_alphanum4" if len(code) <= 4 else "credit_alphanum12",
+                    "asset_code": code,
+                    "asset_issuer": issuer,
+                }
+            )
+        balances.append(
+            {
+                "balance": amount_str(acc.balance),
                 "buying_liabilities": "0.0000000",
                 "selling_liabilities": "0.0000000",
-                "last_modified_ledger": tl.last_modified,
-                "is_authorized": bool(tl.flags & TL_AUTHORIZED),
-                "is_authorized_to_maintain_liabilities": bool(tl.flags & (TL_AUTHORIZED | TL_MAINTAIN)),
-                "is_clawback_enabled": bool(tl.flags & TL_CLAWBACK),
-                "asset_type": "credit_alphanum4" if len(code) <= 4 else "credit_alphanum12",
-                "asset_code": code,
-                "asset_issuer": issuer,
-            })
-        balances.append({"balance": amount_str(acc.balance), "buying_liabilities": "0.0000000",
-                         "selling_liabilities": "0.0000000", "asset_type": "native"})
+                "asset_type": "native",
+            }
+        )
         signers = [{"weight": w, "key": k, "type": "ed25519_public_key"} for k, w in acc.signers.items()]
         signers.append({"weight": acc.master_weight, "key": acc.id, "type": "ed25519_public_key"})
         out: dict[str, Any] = {
@@ -161,8 +169,9 @@ class HorizonDouble:
             "sequence": str(acc.seq),
             "subentry_count": acc.subentries,
             "last_modified_ledger": acc.last_modified,
-            "thresholds": dict(zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds,
-                                   strict=True)),
+            "thresholds": dict(
+                zip(("low_threshold", "med_threshold", "high_threshold"), acc.thresholds, strict=True)
+            ),
             "flags": {
                 "auth_required": bool(acc.flags & AUTH_REQUIRED),
                 "auth_revocable": bool(acc.flags & AUTH_REVOCABLE),
@@ -177,15 +186,19 @@ class HorizonDouble:
         }
         if acc.home_domain:
             out["home_domain"] = acc.home_domain
-        del lg
         return out
 
     @staticmethod
     def offer_json(o: Offer) -> dict[str, Any]:
         return {
-            "id": str(o.id), "paging_token": str(o.id), "seller": o.seller,
-            "selling": _asset_json(o.selling), "buying": _asset_json(o.buying),
-            "amount": amount_str(o.amount), "price_r": {"n": o.n, "d": o.d}, "price": f"{o.n / o.d:.7f}",
+            "id": str(o.id),
+            "paging_token": str(o.id),
+            "seller": o.seller,
+            "selling": _asset_json(o.selling),
+            "buying": _asset_json(o.buying),
+            "amount": amount_str(o.amount),
+            "price_r": {"n": o.n, "d": o.d},
+            "price": f"{o.n / o.d:.7f}",
             "last_modified_ledger": o.last_modified,
         }
 
@@ -201,7 +214,7 @@ def _paginate(records: list[dict[str, Any]], query: dict[str, str]) -> list[dict
     order = query.get("order", "asc")
     limit = max(1, min(int(query.get("limit", "10")), 200))
     cursor = query.get("cursor")
-    key = (lambda r: int(r["paging_token"]))  # noqa: E731 - small local key
+    key = lambda r: int(r["paging_token"])  # noqa: E731 - small local key
     items = sorted(records, key=key, reverse=order == "desc")
     if cursor and cursor != "now":
         c = int(cursor)
@@ -214,6 +227,7 @@ def _paginate(records: list[dict[str, Any]], query: dict[str, str]) -> list[dict
 class _Handler(BaseHTTPRequestHandler):
     horizon: HorizonDouble
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # one write per response: no Nagle / delayed-ACK stalls between headers and body
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -235,10 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/problem+json")
 
     def _not_found(self) -> None:
-        self._problem(404, "not_found", "Resource Missing",
-                      "The resource at the url requested was not found.  This usually occurs for one of two"
-                      " reasons:  The url requested is not valid, or no data in our database could be found"
-                      " with the parameters provided.")
+        self._problem(
+            404,
+            "not_found",
+            "Resource Missing",
+            "The resource at the url requested was not found.  This usually occurs for one of two"
+            " reasons:  The url requested is not valid, or no data in our database could be found"
+            " with the parameters provided.",
+        )
 
     # ---- GET ----------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -252,14 +270,23 @@ class _Handler(BaseHTTPRequestHandler):
             if not path:
                 return self._send(200, h.root())
             if path == ["health"]:
-                return self._send(200, {"database_connected": True, "core_up": True, "core_synced": True},
-                                  "application/json")
+                return self._send(
+                    200,
+                    {"database_connected": True, "core_up": True, "core_synced": True},
+                    "application/json",
+                )
             if path == ["fee_stats"]:
                 fee = str(lg.base_fee)
-                return self._send(200, {"last_ledger": str(lg.sequence), "last_ledger_base_fee": fee,
-                                        "ledger_capacity_usage": "0.00",
-                                        "fee_charged": {"min": fee, "mode": fee, "p50": fee, "max": fee},
-                                        "max_fee": {"min": fee, "mode": fee, "p50": fee, "max": fee}})
+                return self._send(
+                    200,
+                    {
+                        "last_ledger": str(lg.sequence),
+                        "last_ledger_base_fee": fee,
+                        "ledger_capacity_usage": "0.00",
+                        "fee_charged": {"min": fee, "mode": fee, "p50": fee, "max": fee},
+                        "max_fee": {"min": fee, "mode": fee, "p50": fee, "max": fee},
+                    },
+                )
             if path[0] == "accounts" and len(path) >= 2:
                 acc = lg.accounts.get(path[1])
                 if acc is None:
@@ -268,15 +295,27 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(200, h.account_json(acc))
                 sub = path[2]
                 if sub == "payments":
-                    recs = [p for p in lg.payments if acc.id in (p.get("from"), p.get("to"), p.get("account"),
-                                                                 p.get("funder"))]
+                    recs = [
+                        p
+                        for p in lg.payments
+                        if acc.id in (p.get("from"), p.get("to"), p.get("account"), p.get("funder"))
+                    ]
                     if stream:
-                        return self._stream(query, lambda: [p for p in lg.payments if acc.id in (
-                            p.get("from"), p.get("to"), p.get("account"), p.get("funder"))])
+                        return self._stream(
+                            query,
+                            lambda: [
+                                p
+                                for p in lg.payments
+                                if acc.id in (p.get("from"), p.get("to"), p.get("account"), p.get("funder"))
+                            ],
+                        )
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "transactions":
-                    recs = [lg.transactions[x] for x in lg.tx_order
-                            if lg.transactions[x]["source_account"] == acc.id]
+                    recs = [
+                        lg.transactions[x]
+                        for x in lg.tx_order
+                        if lg.transactions[x]["source_account"] == acc.id
+                    ]
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 if sub == "offers":
                     recs = [h.offer_json(o) for o in lg.offers.values() if o.seller == acc.id]
@@ -300,8 +339,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._stream(query, lambda: list(lg.payments))
                 return self._send(200, _page(_paginate(lg.payments, query), self.path))
             if path == ["offers"]:
-                recs = [h.offer_json(o) for o in lg.offers.values()
-                        if ("seller" not in query or o.seller == query["seller"])]
+                recs = [
+                    h.offer_json(o)
+                    for o in lg.offers.values()
+                    if ("seller" not in query or o.seller == query["seller"])
+                ]
                 return self._send(200, _page(_paginate(recs, query), self.path))
         return self._not_found()
 
@@ -309,18 +351,25 @@ class _Handler(BaseHTTPRequestHandler):
         """Server-Sent Events as Horizon sends them: `retry`, then `id`/`data` per record, then waits."""
         lg = self.horizon.ledger
         cursor = query.get("cursor", "now")
-        sent = int(lg.payments[-1]["paging_token"]) if cursor == "now" and lg.payments else int(
-            cursor if cursor not in ("now", "") else 0)
+        sent = (
+            int(lg.payments[-1]["paging_token"])
+            if cursor == "now" and lg.payments
+            else int(cursor if cursor not in ("now", "") else 0)
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")  # as Horizon: each event arrives when written
         self.end_headers()
         self.close_connection = True
+
+        def chunk(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
         lg.lock.release()  # held by do_GET; streaming must not block the ledger
         try:
-            self.wfile.write(b"retry: 1000\nevent: open\ndata: \"hello\"\n\n")
-            self.wfile.flush()
+            chunk(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
             while not self.horizon._stop.is_set():
                 with lg.lock:
                     fresh = [r for r in source() if int(r["paging_token"]) > sent]
@@ -328,9 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
                         lg.changed.wait(0.5)
                         continue
                 for r in fresh:
-                    self.wfile.write(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
+                    chunk(f"id: {r['paging_token']}\ndata: {json.dumps(r)}\n\n".encode())
                     sent = int(r["paging_token"])
-                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
@@ -345,44 +393,66 @@ class _Handler(BaseHTTPRequestHandler):
         form = parse_qs(self.rfile.read(length).decode())
         blob = (form.get("tx") or [""])[-1]
         if not blob:
-            return self._problem(400, "transaction_malformed", "Transaction Malformed",
-                                 "Horizon could not decode the transaction envelope in this request.",
-                                 {"envelope_xdr": ""})
+            return self._problem(
+                400,
+                "transaction_malformed",
+                "Transaction Malformed",
+                "Horizon could not decode the transaction envelope in this request.",
+                {"envelope_xdr": ""},
+            )
         h.submissions += 1
         fault = h.faults.pop(0) if h.faults else None
         if fault == "try_again_later":
-            return self._problem(503, "service_unavailable", "Service Unavailable",
-                                 "stellar-core answered TRY_AGAIN_LATER: retry later with the same"
-                                 " transaction.")
+            return self._problem(
+                503,
+                "service_unavailable",
+                "Service Unavailable",
+                "stellar-core answered TRY_AGAIN_LATER: retry later with the same transaction.",
+            )
         if fault == "server_error":
             return self._problem(500, "server_error", "Internal Server Error", "An error occurred.")
         try:
             sub = h.ledger.submit(blob)
         except TxRejected as rej:
             if rej.tx_code == "tx_malformed":
-                return self._problem(400, "transaction_malformed", "Transaction Malformed",
-                                     "Horizon could not decode the transaction envelope in this request.",
-                                     {"envelope_xdr": blob})
+                return self._problem(
+                    400,
+                    "transaction_malformed",
+                    "Transaction Malformed",
+                    "Horizon could not decode the transaction envelope in this request.",
+                    {"envelope_xdr": blob},
+                )
             codes: dict[str, Any] = {"transaction": rej.tx_code}
             if rej.op_codes:
                 codes["operations"] = rej.op_codes
-            return self._problem(400, "transaction_failed", "Transaction Failed",
-                                 "The transaction failed when submitted to the stellar network. The"
-                                 " `extras.result_codes` field on this response contains further details.",
-                                 {"envelope_xdr": blob, "result_codes": codes, "result_xdr": ""})
+            return self._problem(
+                400,
+                "transaction_failed",
+                "Transaction Failed",
+                "The transaction failed when submitted to the stellar network. The"
+                " `extras.result_codes` field on this response contains further details.",
+                {"envelope_xdr": blob, "result_codes": codes, "result_xdr": ""},
+            )
         if fault == "timeout" or not sub.done.wait(h.submit_timeout):
-            return self._problem(504, "timeout", "Timeout",
-                                 "Your request timed out before completing.  Please try your request again."
-                                 " If you are submitting a transaction make sure you are sending exactly the"
-                                 " same"
-                                 " transaction (with the same sequence number).")
+            return self._problem(
+                504,
+                "timeout",
+                "Timeout",
+                "Your request timed out before completing.  Please try your request again."
+                " If you are submitting a transaction make sure you are sending exactly the"
+                " same"
+                " transaction (with the same sequence number).",
+            )
         rec = sub.record or {}
         if not rec.get("successful"):
-            return self._problem(400, "transaction_failed", "Transaction Failed",
-                                 "The transaction failed when submitted to the stellar network. The"
-                                 " `extras.result_codes` field on this response contains further details.",
-                                 {"envelope_xdr": blob, "result_codes": rec.get("result_codes"),
-                                  "result_xdr": ""})
+            return self._problem(
+                400,
+                "transaction_failed",
+                "Transaction Failed",
+                "The transaction failed when submitted to the stellar network. The"
+                " `extras.result_codes` field on this response contains further details.",
+                {"envelope_xdr": blob, "result_codes": rec.get("result_codes"), "result_xdr": ""},
+            )
         return self._send(200, rec)
 
 

@@ -323,7 +323,7 @@ class Ledger:
                 op_codes.append(f.code)
                 failed = True
                 # Horizon lists a code for every operation; those after the failure were not applied
-                op_codes.extend("op_success" for _ in tx.operations[i + 1:])
+                op_codes.extend("op_success" for _ in tx.operations[i + 1 :])
                 break
         if not failed:
             work.commit()
@@ -353,8 +353,13 @@ class Ledger:
         if not failed:
             for p in payments:
                 op_id = str((seq << 32) | (index << 12) | (p.pop("_op_index") + 1))
-                p.update(id=op_id, paging_token=op_id, transaction_hash=sub.hash, transaction_successful=True,
-                         created_at=_iso(close_time))
+                p.update(
+                    id=op_id,
+                    paging_token=op_id,
+                    transaction_hash=sub.hash,
+                    transaction_successful=True,
+                    created_at=_iso(close_time),
+                )
                 self.payments.append(p)
         sub.record = record
         return record
@@ -365,7 +370,8 @@ def _threshold_level(op: ops.Operation, acc: AccountState) -> int:
     if isinstance(op, ops.AllowTrust | ops.SetTrustLineFlags | ops.BumpSequence):
         return 0
     if isinstance(op, ops.SetOptions) and (
-        op.master_weight is not None or op.signer is not None
+        op.master_weight is not None
+        or op.signer is not None
         or any(t is not None for t in (op.low_threshold, op.med_threshold, op.high_threshold))
     ):
         return 2
@@ -435,8 +441,16 @@ class _Overlay:
             raise OpFailed("op_underfunded")
         src.balance -= amount
         self.accounts[op.destination] = AccountState(op.destination, amount, seq << 32, seq)
-        return [{"type": "create_account", "type_i": 0, "source_account": src.id, "funder": src.id,
-                 "account": op.destination, "starting_balance": amount_str(amount)}]
+        return [
+            {
+                "type": "create_account",
+                "type_i": 0,
+                "source_account": src.id,
+                "funder": src.id,
+                "account": op.destination,
+                "starting_balance": amount_str(amount),
+            }
+        ]
 
     def _credit(self, acc: AccountState, key: tuple[str, str], amount: int, *, sending: bool) -> None:
         """Move `amount` of a credit asset out of (sending) or into an account; issuers mint and burn."""
@@ -472,8 +486,14 @@ class _Overlay:
                 raise OpFailed("op_no_issuer")
             self._credit(src, key, amount, sending=True)
             self._credit(dest, key, amount, sending=False)
-        rec = {"type": "payment", "type_i": 1, "source_account": src.id, "from": src.id, "to": dest.id,
-               "amount": amount_str(amount)}
+        rec = {
+            "type": "payment",
+            "type_i": 1,
+            "source_account": src.id,
+            "from": src.id,
+            "to": dest.id,
+            "amount": amount_str(amount),
+        }
         rec.update(_asset_json(op.asset))
         return [rec]
 
@@ -549,8 +569,9 @@ class _Overlay:
         if src.balance < self.l.min_balance(src):
             raise OpFailed("op_low_reserve")
 
-    def _set_tl_flags(self, src: AccountState, trustor: str, key: tuple[str, str], set_f: int, clear_f: int,
-                      seq: int) -> None:
+    def _set_tl_flags(
+        self, src: AccountState, trustor: str, key: tuple[str, str], set_f: int, clear_f: int, seq: int
+    ) -> None:
         if key[1] != src.id or trustor == src.id:
             raise OpFailed("op_malformed")
         if set_f & TL_CLAWBACK or (set_f & TL_AUTHORIZED and set_f & TL_MAINTAIN):
@@ -561,7 +582,8 @@ class _Overlay:
             raise OpFailed("op_no_trust_line")
         flags = (tl.flags | set_f) & ~clear_f
         revoking = (tl.flags & TL_AUTHORIZED and not flags & TL_AUTHORIZED) or (
-            tl.flags & (TL_AUTHORIZED | TL_MAINTAIN) and not flags & (TL_AUTHORIZED | TL_MAINTAIN))
+            tl.flags & (TL_AUTHORIZED | TL_MAINTAIN) and not flags & (TL_AUTHORIZED | TL_MAINTAIN)
+        )
         if revoking and not src.flags & AUTH_REVOCABLE:
             raise OpFailed("op_cant_revoke")
         if flags & TL_AUTHORIZED and flags & TL_MAINTAIN:
@@ -612,8 +634,18 @@ class _Overlay:
             src.seq = op.bump_to
 
     # ---- offers: stored in a book, crossed against resting offers at their price --------------
-    def _offer(self, src: AccountState, selling: Asset, buying: Asset, amount: int, n: int, d: int,
-               offer_id: int, seq: int, passive: bool) -> None:
+    def _offer(
+        self,
+        src: AccountState,
+        selling: Asset,
+        buying: Asset,
+        amount: int,
+        n: int,
+        d: int,
+        offer_id: int,
+        seq: int,
+        passive: bool,
+    ) -> None:
         if selling == buying or n <= 0 or d <= 0 or amount < 0:
             raise OpFailed("op_malformed")
         for asset, sell in ((selling, True), (buying, False)):
@@ -664,8 +696,9 @@ class _Overlay:
             self._move(src, selling, cost_i, incoming=False)
             left = maker.amount - got
             if left > 0:
-                self.offers[maker.id] = Offer(maker.id, maker.seller, maker.selling, maker.buying, left,
-                                              maker.n, maker.d, seq)
+                self.offers[maker.id] = Offer(
+                    maker.id, maker.seller, maker.selling, maker.buying, left, maker.n, maker.d, seq
+                )
             else:
                 self.offers[maker.id] = None
                 maker_acc.offers -= 1
@@ -710,9 +743,9 @@ class _Overlay:
             raise OpFailed("op_line_full")
 
     def _ManageSellOffer(self, op: ops.ManageSellOffer, src: AccountState, seq: int) -> None:
-        self._offer(src, op.selling, op.buying, to_stroops(op.amount), op.price.n, op.price.d, op.offer_id,
-                    seq,
-                    False)
+        self._offer(
+            src, op.selling, op.buying, to_stroops(op.amount), op.price.n, op.price.d, op.offer_id, seq, False
+        )
 
     def _CreatePassiveSellOffer(self, op: ops.CreatePassiveSellOffer, src: AccountState, seq: int) -> None:
         self._offer(src, op.selling, op.buying, to_stroops(op.amount), op.price.n, op.price.d, 0, seq, True)
@@ -731,8 +764,13 @@ def _asset_json(asset: Asset) -> dict[str, str]:
 
 def _memo_type(memo: Any) -> str:
     name = type(memo).__name__
-    return {"NoneMemo": "none", "TextMemo": "text", "IdMemo": "id", "HashMemo": "hash",
-            "ReturnHashMemo": "return"}.get(name, "none")
+    return {
+        "NoneMemo": "none",
+        "TextMemo": "text",
+        "IdMemo": "id",
+        "HashMemo": "hash",
+        "ReturnHashMemo": "return",
+    }.get(name, "none")
 
 
 def _memo_value(memo: Any) -> str | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from doubles.ledger import AccountState, OpFailed, _asset_json, _Overlay, amount_str, asset_key, to_stroops
 from stellar_sdk import operation as ops
+
+from tests.doubles.ledger import AccountState, OpFailed, _asset_json, _Overlay, amount_str, asset_key, to_stroops
 
 
 def _move(ov: _Overlay, src: AccountState, dest_id: str, asset: Any, amount: int) -> AccountState:

@@ -282,7 +282,7 @@ def test_wrong_network_passphrase_refuses_to_start(setup):
 
 
 def test_path_payment_is_idempotent_and_checked(setup, monkeypatch):
-    from doubles import paths
+    from tests.doubles import paths
 
     paths.enable(monkeypatch)
     s, net = setup, setup["net"]

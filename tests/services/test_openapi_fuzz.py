@@ -10,7 +10,6 @@ import secrets
 
 import pytest
 import schemathesis
-from doubles.horizon import HorizonDouble
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -18,6 +17,7 @@ from stellar_sdk import Keypair
 
 from dlnet.services import bridge, compliance, federation
 from dlnet.services.settings import BridgeSettings, ComplianceSettings, DatabaseSettings, FederationSettings
+from tests.doubles.horizon import HorizonDouble
 from tests.services.ledger_setup import Net
 
 TOKEN = "fuzz-admin-token-0123456789abcdef"

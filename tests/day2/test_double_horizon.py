@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-from doubles.ledger import root_keypair
 from stellar_sdk import (
     Asset,
     AuthorizationFlag,
@@ -18,6 +17,8 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
+
+from tests.doubles.ledger import root_keypair
 
 
 def _tx(server: Server, passphrase: str, source: Keypair, build, signers=()) -> dict:
@@ -42,46 +43,78 @@ def net(horizon_double):
 
 def test_root_account_is_sha256_of_passphrase_and_holds_all_lumens(net):
     server, passphrase, _, _ = net
-    acc = server.accounts().account_id(
-        Keypair.from_raw_ed25519_seed(hashlib.sha256(passphrase.encode()).digest()).public_key).call()
-    assert acc["balances"] == [{"balance": "100000000000.0000000", "buying_liabilities": "0.0000000",
-                                "selling_liabilities": "0.0000000", "asset_type": "native"}]
+    acc = (
+        server.accounts()
+        .account_id(Keypair.from_raw_ed25519_seed(hashlib.sha256(passphrase.encode()).digest()).public_key)
+        .call()
+    )
+    assert acc["balances"] == [
+        {
+            "balance": "100000000000.0000000",
+            "buying_liabilities": "0.0000000",
+            "selling_liabilities": "0.0000000",
+            "asset_type": "native",
+        }
+    ]
     assert server.root().call()["network_passphrase"] == passphrase
 
 
 def test_issue_flow_create_flags_trust_authorize_pay(net):
     server, pp, _, root = net
     issuer, dist = Keypair.random(), Keypair.random()
-    _tx(server, pp, root, lambda b: b.append_create_account_op(issuer.public_key, "100")
-        .append_create_account_op(dist.public_key, "100"))
-    flags = (AuthorizationFlag.AUTHORIZATION_REQUIRED | AuthorizationFlag.AUTHORIZATION_REVOCABLE
-             | AuthorizationFlag.AUTHORIZATION_CLAWBACK_ENABLED)
-    _tx(server, pp, issuer,
-        lambda b: b.append_set_options_op(set_flags=flags, home_domain="org1.dlnet.local"))
+    _tx(
+        server,
+        pp,
+        root,
+        lambda b: b.append_create_account_op(issuer.public_key, "100").append_create_account_op(dist.public_key, "100"),
+    )
+    flags = (
+        AuthorizationFlag.AUTHORIZATION_REQUIRED
+        | AuthorizationFlag.AUTHORIZATION_REVOCABLE
+        | AuthorizationFlag.AUTHORIZATION_CLAWBACK_ENABLED
+    )
+    _tx(server, pp, issuer, lambda b: b.append_set_options_op(set_flags=flags, home_domain="org1.dlnet.local"))
     dlc = Asset("DLC", issuer.public_key)
     _tx(server, pp, dist, lambda b: b.append_change_trust_op(dlc))
     with pytest.raises(BadRequestError) as e:  # not authorized yet: AUTH_REQUIRED
         _tx(server, pp, issuer, lambda b: b.append_payment_op(dist.public_key, dlc, "10"))
     assert _codes(e.value) == {"transaction": "tx_failed", "operations": ["op_not_authorized"]}
-    _tx(server, pp, issuer, lambda b: b.append_set_trust_line_flags_op(
-        dist.public_key, dlc, set_flags=TrustLineFlags.AUTHORIZED_FLAG)
-        .append_payment_op(dist.public_key, dlc, "1000000"))
+    _tx(
+        server,
+        pp,
+        issuer,
+        lambda b: b.append_set_trust_line_flags_op(
+            dist.public_key, dlc, set_flags=TrustLineFlags.AUTHORIZED_FLAG
+        ).append_payment_op(dist.public_key, dlc, "1000000"),
+    )
     acc = server.accounts().account_id(dist.public_key).call()
     line = acc["balances"][0]
     assert (line["asset_code"], line["balance"], line["is_authorized"], line["is_clawback_enabled"]) == (
-        "DLC", "1000000.0000000", True, True)
+        "DLC",
+        "1000000.0000000",
+        True,
+        True,
+    )
     iss = server.accounts().account_id(issuer.public_key).call()
     assert iss["home_domain"] == "org1.dlnet.local"
-    assert iss["flags"] == {"auth_required": True, "auth_revocable": True, "auth_immutable": False,
-                            "auth_clawback_enabled": True}
+    assert iss["flags"] == {
+        "auth_required": True,
+        "auth_revocable": True,
+        "auth_immutable": False,
+        "auth_clawback_enabled": True,
+    }
 
 
 def test_bad_sequence_is_rejected_and_consumes_nothing(net):
     server, pp, _, root = net
     acc = server.load_account(root.public_key)
     acc.sequence += 5
-    tx = TransactionBuilder(acc, pp, 100).append_create_account_op(Keypair.random().public_key, "25") \
-        .set_timeout(30).build()
+    tx = (
+        TransactionBuilder(acc, pp, 100)
+        .append_create_account_op(Keypair.random().public_key, "25")
+        .set_timeout(30)
+        .build()
+    )
     tx.sign(root)
     with pytest.raises(BadRequestError) as e:
         server.submit_transaction(tx)
@@ -144,8 +177,12 @@ def test_faults_try_again_later_and_timeout_then_the_timed_out_tx_still_applies(
     server, pp, double, root = net
     double.inject("try_again_later", "timeout")
     dest = Keypair.random()
-    tx = TransactionBuilder(server.load_account(root.public_key), pp, 100) \
-        .append_create_account_op(dest.public_key, "25").set_timeout(60).build()
+    tx = (
+        TransactionBuilder(server.load_account(root.public_key), pp, 100)
+        .append_create_account_op(dest.public_key, "25")
+        .set_timeout(60)
+        .build()
+    )
     tx.sign(root)
     post = lambda: httpx.post(f"{double.url}/transactions", data={"tx": tx.to_xdr()})  # noqa: E731
     assert post().status_code == 503
@@ -169,11 +206,8 @@ def test_max_tx_set_size_limits_operations_per_ledger(horizon_factory):
         tx = b.build()
         tx.sign(root)
         txs.append(tx)
-    threads = [threading.Thread(target=server.submit_transaction, args=(t,)) for t in txs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    subs = [h.double.ledger.submit(t.to_xdr()) for t in txs]  # queued in sequence order, none applied yet
+    assert all(sub.done.wait(10) for sub in subs)
     ledgers = server.ledgers().order(desc=False).limit(200).call()["_embedded"]["records"]
     per_ledger = [r["operation_count"] for r in ledgers if r["operation_count"]]
     assert per_ledger == [2, 2, 2]
@@ -184,18 +218,22 @@ def test_payments_paged_and_streamed_as_server_sent_events(net):
     dest = Keypair.random()
     _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "25"))
     got = []
-    with httpx.Client(timeout=5) as c, c.stream(
-            "GET", f"{double.url}/payments", params={"cursor": "0"},
-            headers={"Accept": "text/event-stream"}) as r:
-        threading.Thread(target=lambda: _tx(server, pp, root, lambda b: b.append_payment_op(
-            dest.public_key, Asset.native(), "1.5"))).start()
+    with (
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", f"{double.url}/payments", params={"cursor": "0"}, headers={"Accept": "text/event-stream"}) as r,
+    ):
+        threading.Thread(
+            target=lambda: _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "1.5"))
+        ).start()
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 got.append(json.loads(line[6:]))
             if len(got) == 2:
                 break
     assert [(p["type"], p.get("amount") or p.get("starting_balance")) for p in got] == [
-        ("create_account", "25.0000000"), ("payment", "1.5000000")]
+        ("create_account", "25.0000000"),
+        ("payment", "1.5000000"),
+    ]
     page = server.payments().for_account(dest.public_key).call()["_embedded"]["records"]
     assert len(page) == 2
 
@@ -203,8 +241,16 @@ def test_payments_paged_and_streamed_as_server_sent_events(net):
 def test_offers_cross_at_the_makers_price(net):
     server, pp, _, root = net
     issuer, a, b_ = Keypair.random(), Keypair.random(), Keypair.random()
-    _tx(server, pp, root, lambda b: b.append_create_account_op(issuer.public_key, "100")
-        .append_create_account_op(a.public_key, "100").append_create_account_op(b_.public_key, "100"))
+    _tx(
+        server,
+        pp,
+        root,
+        lambda b: (
+            b.append_create_account_op(issuer.public_key, "100")
+            .append_create_account_op(a.public_key, "100")
+            .append_create_account_op(b_.public_key, "100")
+        ),
+    )
     dlm = Asset("DLM", issuer.public_key)
     for k in (a, b_):
         _tx(server, pp, k, lambda b: b.append_change_trust_op(dlm))
@@ -217,3 +263,21 @@ def test_offers_cross_at_the_makers_price(net):
     assert bal["credit_alphanum4"] == "4.0000000"
     offers = server.offers().for_seller(a.public_key).call()["_embedded"]["records"]
     assert [o["amount"] for o in offers] == ["6.0000000"]
+
+
+def test_stellar_sdk_payment_stream_sees_each_payment(net):
+    server, pp, _, root = net
+    dest = Keypair.random()
+
+    def pay() -> None:
+        _tx(server, pp, root, lambda b: b.append_create_account_op(dest.public_key, "30"))
+        _tx(server, pp, root, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "2"))
+
+    got = []
+    stream = server.payments().for_account(root.public_key).cursor("0").stream()
+    threading.Thread(target=pay).start()
+    for rec in stream:
+        got.append((rec["type"], rec.get("amount") or rec.get("starting_balance")))
+        if len(got) == 2:
+            break
+    assert got == [("create_account", "30.0000000"), ("payment", "2.0000000")]

@@ -1,0 +1,1 @@
+"""One module per `dlnet` verb (day-2 operations); cli.py registers them."""

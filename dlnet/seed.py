@@ -1,0 +1,537 @@
+"""`dlnet seed` and `dlnet model register`: bring the chain to the state the inventory describes.
+
+Idempotent and resumable by construction: every run reads the chain, computes only the missing
+operations, and submits them in transactions that each apply atomically; keys are written (0600) before
+any transaction mentions them. A crash mid-way loses nothing: the next run starts from what is on chain.
+DLC's issued amount is recorded on the issuer (data entry `dlc.issued`) in the same transaction as the
+payment, so re-running never issues twice. One source account (the funder) pays fees and sequences,
+one transaction at a time: no concurrent use of a sequence number.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from stellar_sdk import (
+    Account,
+    Asset,
+    AuthorizationFlag,
+    ChangeTrust,
+    CreateAccount,
+    Keypair,
+    ManageData,
+    Payment,
+    SetOptions,
+    SetTrustLineFlags,
+    TransactionBuilder,
+    TrustLineFlags,
+)
+from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
+from stellar_sdk.operation import Operation
+
+from dlnet.config import Network
+from dlnet.day2 import DlcSettings, parse_amount
+from dlnet.errors import DlnetError
+from dlnet.horizon import Horizon, SubmitFailed
+from dlnet.keys import secrets_dir
+from dlnet.observe import parallel
+
+STROOPS = Decimal(10_000_000)
+MAX_OPS_PER_TX = 100
+MAX_SIGNATURES = 20
+FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_clawback_enabled": 8}
+ISSUED_KEY = "dlc.issued"
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+# ---- keys ----------------------------------------------------------------------------------------
+def _write_private(path: Path, text: str) -> None:
+    """Atomically create a 0600 file (never readable by others, never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_seed(path: Path, what: str) -> Keypair:
+    try:
+        return Keypair.from_secret(path.read_text().strip())
+    except (Ed25519SecretSeedInvalidError, ValueError):
+        raise DlnetError(
+            f"{what}: {path} does not hold a Stellar secret seed (S..., 56 characters) — restore it"
+            " from your backup; never regenerate a key that was used on chain"
+        ) from None
+
+
+def keypair(env: str, name: str) -> Keypair:
+    """The named key of this environment, created (0600) on first use; the seed is never printed."""
+    path = secrets_dir(env) / f"{name}.seed"
+    if not path.exists():
+        _write_private(path, Keypair.random().secret + "\n")
+    return _read_seed(path, name)
+
+
+def holder_keys(env: str, count: int) -> list[Keypair]:
+    """`count` holder keys, one seed per line in dlc-holders.seeds (0600); extends, never rewrites, keys."""
+    path = secrets_dir(env) / "dlc-holders.seeds"
+    lines = path.read_text().split() if path.exists() else []
+    if len(lines) < count:
+        lines += [Keypair.random().secret for _ in range(count - len(lines))]
+        _write_private(path, "\n".join(lines) + "\n")
+    try:
+        return [Keypair.from_secret(s) for s in lines[:count]]
+    except (Ed25519SecretSeedInvalidError, ValueError):
+        raise DlnetError(f"holders: {path} holds a line that is not a secret seed — restore it from backup") from None
+
+
+def funder_keypair(net: Network, secret_file: str | None) -> tuple[Keypair, bool]:
+    """The funding account: the root account (seed = sha256(passphrase)) or an operator-funded one."""
+    if secret_file is None:
+        return Keypair.from_raw_ed25519_seed(hashlib.sha256(net.passphrase.encode()).digest()), True
+    path = Path(secret_file)
+    if not path.is_file():
+        raise DlnetError(
+            f"--funder-secret-file {secret_file}: no such file — expected a file holding the funding"
+            " account's secret seed (S...) — create it with mode 0600"
+        )
+    if path.stat().st_mode & 0o077:
+        raise DlnetError(
+            f"--funder-secret-file {secret_file}: readable by others (mode"
+            f" {oct(path.stat().st_mode & 0o777)}) — expected 0600 — run chmod 600 {secret_file}"
+        )
+    return _read_seed(path, "--funder-secret-file"), False
+
+
+# ---- chain state -----------------------------------------------------------------------------------
+@dataclass
+class Step:
+    op: Operation
+    signer: Keypair
+    what: str
+
+
+def _flags(acc: dict[str, Any] | None) -> int:
+    if not acc:
+        return 0
+    f = acc.get("flags") or {}
+    return sum(bit for name, bit in FLAG_BITS.items() if f.get(name))
+
+
+def _line(acc: dict[str, Any] | None, asset: Asset) -> dict[str, Any] | None:
+    for b in (acc or {}).get("balances", []):
+        if b.get("asset_code") == asset.code and b.get("asset_issuer") == asset.issuer:
+            return dict(b)
+    return None
+
+
+def _data(acc: dict[str, Any] | None, key: str) -> str | None:
+    raw = ((acc or {}).get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None
+
+
+def _available_xlm(acc: dict[str, Any], base_reserve: int) -> Decimal:
+    native = next(Decimal(b["balance"]) for b in acc["balances"] if b["asset_type"] == "native")
+    return native - Decimal(2 + int(acc.get("subentry_count", 0))) * Decimal(base_reserve) / STROOPS
+
+
+def _amount(d: Decimal) -> str:
+    return format(d.quantize(Decimal("0.0000001")), "f")
+
+
+# ---- the executor ----------------------------------------------------------------------------------
+@dataclass
+class Report:
+    transactions: int = 0
+    operations: int = 0
+    ledgers: list[int] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changed": bool(self.transactions),
+            "transactions": self.transactions,
+            "operations": self.operations,
+            "ledgers": sorted(set(self.ledgers)),
+            "ledger_count": len(set(self.ledgers)),
+            "done": self.done,
+        }
+
+
+class Chain:
+    """Checks, reads and writes the chain through Horizon with one funding account."""
+
+    def __init__(
+        self, net: Network, horizon: Horizon, funder: Keypair, funder_is_root: bool, progress: Callable[[str], None]
+    ) -> None:
+        self.net = net
+        self.h = horizon
+        self.funder = funder
+        self.funder_is_root = funder_is_root
+        self.progress = progress
+        root = horizon.root()
+        if root.get("network_passphrase") != net.passphrase:
+            raise DlnetError(
+                f"Horizon {horizon.url} serves the network {root.get('network_passphrase')!r} but the inventory's"
+                f" passphrase is {net.passphrase!r} — expected the same network — fix dlnet_network_passphrase"
+                " or -i/--inventory"
+            )
+        if int(root.get("current_protocol_version") or 0) < 13:
+            raise DlnetError(
+                f"the network runs ledger protocol {root.get('current_protocol_version')} — expected 13 or later"
+                " (modern transactions fail with tx_not_supported) — run `dlnet upgrade --to-latest` first"
+            )
+        ledger = horizon.latest_ledger()
+        self.base_fee = int(ledger.get("base_fee_in_stroops", 100))
+        self.base_reserve = int(ledger.get("base_reserve_in_stroops", 100_000_000))
+        self.max_tx_set_size = int(ledger.get("max_tx_set_size", 100))
+        acc = horizon.account(funder.public_key)
+        if acc is None:
+            who = "root account (seed = sha256(passphrase))" if funder_is_root else "funding account"
+            raise DlnetError(
+                f"{who} {funder.public_key} does not exist on this network — expected it funded — "
+                + (
+                    "check dlnet_network_passphrase matches the deployed network"
+                    if funder_is_root
+                    else "fund it first or use the root account"
+                )
+            )
+        self.funder_account = acc
+        self._report_lock = threading.Lock()
+
+    def account(self, account_id: str) -> dict[str, Any] | None:
+        return self.h.account(account_id)
+
+    def check_funding(self, steps: list[Step]) -> None:
+        """Refuse before submitting anything when the funder cannot pay for the whole plan."""
+        acc = self.funder_account
+        signer_weight = next((s["weight"] for s in acc.get("signers", []) if s["key"] == self.funder.public_key), 1)
+        if steps and signer_weight == 0:
+            raise DlnetError(
+                f"the funding account {self.funder.public_key} is locked (master weight 0) — expected a key that can"
+                " sign — pass --funder-secret-file with an operator-funded account"
+            )
+        need = sum(
+            Decimal(s.op.starting_balance)
+            for s in steps
+            if isinstance(s.op, CreateAccount) and s.signer.public_key == self.funder.public_key
+        )
+        need += Decimal(len(steps) * self.base_fee) / STROOPS
+        have = _available_xlm(acc, self.base_reserve)
+        if need > have:
+            raise DlnetError(
+                f"insufficient balance: the funding account {self.funder.public_key} needs {_amount(need)} XLM for"
+                f" {len(steps)} operations but has {_amount(have)} XLM above its reserve — fund it, or lower the"
+                " starting balances / holders in dlnet_dlc"
+            )
+
+    def _pack(self, groups: list[list[Step]], source: Keypair) -> list[list[Step]]:
+        """Pack groups of steps (kept together, in order) into transactions within Stellar's limits."""
+        per_tx = max(1, min(MAX_OPS_PER_TX, self.max_tx_set_size))
+        batches: list[list[Step]] = [[]]
+        for group in groups:
+            batch = batches[-1]
+            signers = {s.signer.public_key for s in [*batch, *group]} | {source.public_key}
+            if batch and (len(batch) + len(group) > per_tx or len(signers) > MAX_SIGNATURES):
+                batches.append(list(group))
+            else:
+                batch.extend(group)
+        return [b for b in batches if b]
+
+    def execute(self, steps: list[Step], report: Report) -> None:
+        """Submit the steps in order from the funder, one transaction at a time; sequence kept locally."""
+        batches = self._pack([[s] for s in steps], self.funder)
+        self._submit(self.funder, int(self.funder_account["sequence"]), batches, report, "funder")
+
+    def execute_channels(self, groups: list[list[Step]], channels: list[Keypair], report: Report) -> None:
+        """Submit independent groups through channel accounts in parallel: one thread per channel, so no
+        sequence number is ever used concurrently; the funder only signs the operations it sources."""
+        if not groups:
+            return
+        if len(channels) < 2:
+            self.execute([s for g in groups for s in g], report)
+            return
+        batches = self._pack(groups, channels[0])
+        lanes: list[list[list[Step]]] = [batches[i :: len(channels)] for i in range(len(channels))]
+        seqs = {}
+        for ch in channels:
+            acc = self.h.account(ch.public_key)
+            if acc is None:
+                raise DlnetError(f"channel account {ch.public_key} missing after funding — re-run dlnet seed")
+            seqs[ch.public_key] = int(acc["sequence"])
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def lane(ch: Keypair, work: list[list[Step]]) -> None:
+            try:
+                self._submit(ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop)
+            except BaseException as exc:  # collected and re-raised by the caller thread
+                failures.append(exc)
+                stop.set()
+
+        threads = [
+            threading.Thread(target=lane, args=(ch, work)) for ch, work in zip(channels, lanes, strict=True) if work
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
+
+    def _submit(
+        self,
+        source: Keypair,
+        seq: int,
+        batches: list[list[Step]],
+        report: Report,
+        label: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        for i, batch in enumerate(batches, start=1):
+            if stop is not None and stop.is_set():
+                return
+            for attempt in range(3):
+                builder = TransactionBuilder(
+                    Account(source.public_key, seq), self.net.passphrase, base_fee=self.base_fee
+                ).set_timeout(300)
+                for s in batch:
+                    builder.append_operation(s.op)
+                tx = builder.build()
+                for kp in {**{s.signer.public_key: s.signer for s in batch}, source.public_key: source}.values():
+                    tx.sign(kp)
+                try:
+                    record = self.h.submit(tx.to_xdr(), tx.hash_hex(), self.progress)
+                    break
+                except SubmitFailed as exc:
+                    if exc.tx_code == "tx_bad_seq" and attempt < 2:  # someone else used the account: re-read it
+                        acc = self.h.account(source.public_key)
+                        seq = int(acc["sequence"]) if acc else seq
+                        self.progress(f"seed: {label} sequence changed under us, rebuilding transaction {i}")
+                        continue
+                    raise DlnetError(
+                        f"transaction {i}/{len(batches)} of the {label} ({', '.join(sorted({s.what for s in batch}))})"
+                        f" failed: {_codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix"
+                        " the cause and re-run (it resumes)"
+                    ) from None
+            seq += 1
+            with self._report_lock:
+                report.transactions += 1
+                report.operations += len(batch)
+                report.ledgers.append(int(record.get("ledger", 0)))
+                report.done.extend(s.what for s in batch)
+            self.progress(
+                f"seed: {label} transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
+                f" {record.get('ledger')}"
+            )
+
+
+def _codes_text(codes: dict[str, Any]) -> str:
+    ops = [c for c in codes.get("operations", []) if c != "op_success"]
+    return str(codes.get("transaction")) + (f" ({', '.join(ops)})" if ops else "")
+
+
+# ---- DLC -----------------------------------------------------------------------------------------
+def plan_dlc(
+    chain: Chain,
+    dlc: DlcSettings,
+    home_domain: str,
+    issuer: Keypair,
+    distributor: Keypair,
+    holders: list[Keypair],
+    channels: list[Keypair] | None = None,
+) -> tuple[list[Step], list[list[Step]], dict[str, Any]]:
+    """Missing steps: the coin's own (in order, from the funder) and one independent group per holder."""
+    funder = chain.funder
+    src = funder.public_key
+    asset = Asset(dlc.code, issuer.public_key)
+    steps: list[Step] = []
+    iss = chain.account(issuer.public_key)
+    dist = chain.account(distributor.public_key)
+    if iss is None:
+        steps.append(
+            Step(CreateAccount(issuer.public_key, dlc.issuer_starting_balance, source=src), funder, "create issuer")
+        )
+    if dist is None:
+        steps.append(
+            Step(
+                CreateAccount(distributor.public_key, dlc.distributor_starting_balance, source=src),
+                funder,
+                "create distributor",
+            )
+        )
+    want = sum(FLAG_BITS[f] for f in dlc.flags)
+    have = _flags(iss)
+    set_f, clear_f = want & ~have, have & ~want
+    domain_ok = (iss or {}).get("home_domain", "") == home_domain
+    if set_f or clear_f or not domain_ok:
+        steps.append(
+            Step(
+                SetOptions(
+                    set_flags=AuthorizationFlag(set_f) if set_f else None,
+                    clear_flags=AuthorizationFlag(clear_f) if clear_f else None,
+                    home_domain=None if domain_ok else home_domain,
+                    source=issuer.public_key,
+                ),
+                issuer,
+                "issuer flags and home domain",
+            )
+        )
+    auth_required = bool(want & FLAG_BITS["auth_required"])
+
+    def trust(kp: Keypair, acc: dict[str, Any] | None, who: str, steps: list[Step]) -> None:
+        line = _line(acc, asset)
+        if line is None:
+            steps.append(Step(ChangeTrust(asset, source=kp.public_key), kp, f"{who} trustline"))
+        if auth_required and not (line or {}).get("is_authorized"):
+            steps.append(
+                Step(
+                    SetTrustLineFlags(
+                        kp.public_key, asset, set_flags=TrustLineFlags.AUTHORIZED_FLAG, source=issuer.public_key
+                    ),
+                    issuer,
+                    f"authorize {who}",
+                )
+            )
+
+    trust(distributor, dist, "distributor", steps)
+    supply = parse_amount(dlc.supply, "dlnet_dlc.supply")
+    issued = Decimal(_data(iss, ISSUED_KEY) or "0")
+    if supply < issued:
+        raise DlnetError(
+            f"dlnet_dlc.supply {dlc.supply} is below the {issued} {dlc.code} already issued — expected"
+            f" at least {issued} — dlnet never burns coins; restore the supply in the inventory"
+        )
+    if supply > issued:
+        steps.append(
+            Step(
+                Payment(distributor.public_key, asset, _amount(supply - issued), source=issuer.public_key),
+                issuer,
+                f"issue {dlc.code}",
+            )
+        )
+        steps.append(
+            Step(ManageData(ISSUED_KEY, _amount(supply), source=issuer.public_key), issuer, f"issue {dlc.code}")
+        )
+    groups: list[list[Step]] = []
+    accounts = parallel([lambda kp=kp: chain.account(kp.public_key) for kp in holders], workers=16)
+    for kp, acc in zip(holders, accounts, strict=True):
+        group: list[Step] = []
+        if acc is None:
+            group.append(
+                Step(CreateAccount(kp.public_key, dlc.holder_starting_balance, source=src), funder, "create holders")
+            )
+        trust(kp, acc, "holders", group)
+        if group:
+            groups.append(group)
+    if groups and channels and len(channels) > 1:
+        found = parallel([lambda ch=ch: chain.account(ch.public_key) for ch in channels], workers=16)
+        for ch, acc in zip(channels, found, strict=True):
+            if acc is None:
+                steps.append(
+                    Step(
+                        CreateAccount(ch.public_key, dlc.channel_starting_balance, source=src),
+                        funder,
+                        "create channels",
+                    )
+                )
+    summary = {
+        "asset": f"{dlc.code}:{issuer.public_key}",
+        "issuer": issuer.public_key,
+        "distributor": distributor.public_key,
+        "supply": _amount(supply),
+        "holders": len(holders),
+    }
+    return steps, groups, summary
+
+
+def lock_root_step(chain: Chain) -> list[Step]:
+    if not chain.funder_is_root:
+        raise DlnetError(
+            "--lock-root: the funder is not the root account — expected to seed from the root account"
+            " (no --funder-secret-file) — lock the root account from a root-funded run"
+        )
+    acc = chain.account(chain.funder.public_key) or {}
+    weight = next((s["weight"] for s in acc.get("signers", []) if s["key"] == chain.funder.public_key), 1)
+    if weight == 0:
+        return []
+    return [Step(SetOptions(master_weight=0, source=chain.funder.public_key), chain.funder, "lock root")]
+
+
+# ---- models (paper Table 1: DLM and VLM per model, issued by its initiator) ---------------------------
+def check_model_name(name: str) -> None:
+    if not _MODEL.match(name):
+        raise DlnetError(
+            f"model name {name!r} — expected 1-31 lowercase letters, digits or dashes (e.g. mnist-cnn)"
+            " — it names the model's keys and data entry"
+        )
+
+
+def plan_model(
+    chain: Chain,
+    name: str,
+    issuer: Keypair,
+    initiator: Keypair,
+    dlm_supply: Decimal,
+    vlm_supply: Decimal,
+    starting_balance: str,
+) -> tuple[list[Step], dict[str, Any]]:
+    steps: list[Step] = []
+    iss = chain.account(issuer.public_key)
+    ini = chain.account(initiator.public_key)
+    funder = chain.funder
+    for kp, acc, what in ((issuer, iss, "create model issuer"), (initiator, ini, "create model initiator")):
+        if acc is None:
+            steps.append(Step(CreateAccount(kp.public_key, starting_balance, source=funder.public_key), funder, what))
+    if _data(iss, "dlnet.model") != name:
+        steps.append(Step(ManageData("dlnet.model", name, source=issuer.public_key), issuer, "name the model"))
+    for code, supply in (("DLM", dlm_supply), ("VLM", vlm_supply)):
+        asset = Asset(code, issuer.public_key)
+        if _line(ini, asset) is None:
+            steps.append(Step(ChangeTrust(asset, source=initiator.public_key), initiator, f"{code} trustline"))
+        issued = Decimal(_data(iss, f"{code.lower()}.issued") or "0")
+        if supply < issued:
+            raise DlnetError(
+                f"--{code.lower()}-supply {supply} is below the {issued} {code} already issued —"
+                f" expected at least {issued} — dlnet never burns tokens"
+            )
+        if supply > issued:
+            steps.append(
+                Step(
+                    Payment(initiator.public_key, asset, _amount(supply - issued), source=issuer.public_key),
+                    issuer,
+                    f"issue {code}",
+                )
+            )
+            steps.append(
+                Step(
+                    ManageData(f"{code.lower()}.issued", _amount(supply), source=issuer.public_key),
+                    issuer,
+                    f"issue {code}",
+                )
+            )
+    summary = {
+        "model": name,
+        "issuer": issuer.public_key,
+        "initiator": initiator.public_key,
+        "dlm": f"DLM:{issuer.public_key}",
+        "vlm": f"VLM:{issuer.public_key}",
+        "dlm_supply": _amount(dlm_supply),
+        "vlm_supply": _amount(vlm_supply),
+    }
+    return steps, summary
