@@ -152,7 +152,10 @@ class Bridge:
         if kp is None:
             raise ApiError(400, f"source: unknown account {body.source!r} — held accounts: {', '.join(self.keys)}")
         # Validate everything before the key is taken, so a bad request never burns it.
-        ops = self._ops(kind, body, kp)
+        try:
+            ops = self._ops(kind, body, kp)
+        except ChainError as exc:
+            raise ApiError(502, f"cannot check the request against Horizon: {exc}") from None
         memo = body.memo.build() if body.memo else None
         digest = hashlib.sha256(json.dumps([kind, body.model_dump()], sort_keys=True).encode()).hexdigest()
         with self.pool.connection() as c:
@@ -165,8 +168,11 @@ class Bridge:
             try:
                 env = self.chain.build(kp, ops, memo)
             except ChainError as exc:
-                return self._finish(key, "failed", None, exc.status if exc.status < 500 else 502,
-                                    {"status": "failed", "error": str(exc)})
+                # Nothing was signed or sent: free the key so the same request can be retried.
+                with self.pool.connection() as c:
+                    c.execute("DELETE FROM payment_requests WHERE idempotency_key = %s AND status = 'building'",
+                              (key,))
+                raise ApiError(exc.status if exc.status < 500 else 502, f"payment not sent: {exc}") from None
             with self.pool.connection() as c:
                 c.execute("UPDATE payment_requests SET status = 'submitted', tx_hash = %s, envelope_xdr = %s,"
                           " updated_at = now() WHERE idempotency_key = %s", (env.hash_hex(), env.to_xdr(), key))

@@ -100,7 +100,10 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
         raise DlnetError(f"DLC issuer seed in {settings.issuer_seed_file} belongs to {issuer.public_key}, "
                          f"expected dlc.issuer {settings.dlc.issuer}")
     kek = kyc.load_kek(read_secret(settings.kyc_kek_file, "KYC key-encryption key"))
-    sep10 = Sep10(signing, read_secret(settings.jwt_secret_file, "JWT secret"), settings.home_domain,
+    jwt_secret = read_secret(settings.jwt_secret_file, "JWT secret")
+    if len(jwt_secret) < 32:
+        raise DlnetError(f"JWT secret in {settings.jwt_secret_file} is too short: expected at least 32 characters")
+    sep10 = Sep10(signing, jwt_secret, settings.home_domain,
                   settings.web_auth_domain, settings.network_passphrase, settings.challenge_timeout,
                   settings.jwt_ttl, f"https://{settings.web_auth_domain}/auth")
     dlc = Asset(settings.dlc.asset_code, settings.dlc.issuer)

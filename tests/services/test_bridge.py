@@ -321,3 +321,17 @@ def test_follow_from_now_skips_history_then_follows(setup):
         assert [p["amount"] for _, p, _ in recv.got] == ["4.0000000"]
     finally:
         recv.close()
+
+
+def test_horizon_down_is_502_and_does_not_burn_the_key(setup):
+    s = setup
+    body = pay_body(s["outsider"].public_key, "1")
+    headers = AUTH | {"Idempotency-Key": "while-down"}
+    with TestClient(create_app(s["settings"](horizon_url=f"http://127.0.0.1:{free_port()}"))) as c:
+        r = c.post("/payments", json=body, headers=headers)
+        assert r.status_code == 502 and "Horizon" in r.json()["error"], r.text
+        r = c.post("/payments", json=pay_body(s["outsider"].public_key, "1", asset=f"VLM:{s['payer'].public_key}"),
+                   headers=AUTH | {"Idempotency-Key": "while-down-2"})
+        assert r.status_code == 502
+    with TestClient(create_app(s["settings"]())) as c:
+        assert c.post("/payments", json=body, headers=headers).status_code == 200
