@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -18,6 +19,7 @@ from fastapi import Request
 from stellar_sdk import Keypair, StrKey, TransactionEnvelope
 from stellar_sdk.exceptions import SdkError
 from stellar_sdk.sep import stellar_web_authentication as sep10
+from stellar_sdk.sep.ed25519_public_key_signer import Ed25519PublicKeySigner
 from stellar_sdk.sep.exceptions import InvalidSep10ChallengeError
 
 from dlnet.services.web import ApiError
@@ -50,7 +52,11 @@ class Sep10:
     """Challenge/response authentication (SEP-10) for one home domain."""
 
     def __init__(self, signing: Keypair, jwt_secret: str, home_domain: str, web_auth_domain: str,
-                 passphrase: str, challenge_timeout: int, jwt_ttl: int, issuer_url: str) -> None:
+                 passphrase: str, challenge_timeout: int, jwt_ttl: int, issuer_url: str,
+                 account_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        # account_lookup (Horizon): an existing account must be signed for by its signers up to its
+        # medium threshold (SEP-10); an account not on the ledger yet, by its master key.
+        self.lookup = account_lookup
         self.signing, self.secret = signing, jwt_secret
         self.home_domain, self.web_auth_domain = home_domain, web_auth_domain
         self.passphrase, self.timeout, self.ttl, self.issuer_url = passphrase, challenge_timeout, jwt_ttl, issuer_url
@@ -78,9 +84,19 @@ class Sep10:
         except (SdkError, ValueError, TypeError) as exc:
             raise ApiError(400, f"transaction: not a challenge transaction envelope ({type(exc).__name__}) — "
                                 "expected base64 XDR signed for this network") from None
+        client = str(challenge.client_account_id)
+        account = self.lookup(client) if self.lookup is not None else None
         try:
-            sep10.verify_challenge_transaction_signed_by_client_master_key(
-                envelope, self.signing.public_key, self.home_domain, self.web_auth_domain, self.passphrase)
+            if account is None:
+                sep10.verify_challenge_transaction_signed_by_client_master_key(
+                    envelope, self.signing.public_key, self.home_domain, self.web_auth_domain, self.passphrase)
+            else:
+                signers = [Ed25519PublicKeySigner(s["key"], int(s["weight"])) for s in account.get("signers", [])
+                           if s.get("type") == "ed25519_public_key" and int(s.get("weight", 0)) > 0]
+                threshold = int(account.get("thresholds", {}).get("med_threshold", 0))
+                sep10.verify_challenge_transaction_threshold(
+                    envelope, self.signing.public_key, self.home_domain, self.web_auth_domain, self.passphrase,
+                    threshold, signers)
         except InvalidSep10ChallengeError as exc:
             raise ApiError(401, f"challenge not signed by {challenge.client_account_id}: {_short(exc)}") from None
         except (SdkError, ValueError, TypeError) as exc:

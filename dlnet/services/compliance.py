@@ -103,14 +103,21 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
     jwt_secret = read_secret(settings.jwt_secret_file, "JWT secret")
     if len(jwt_secret) < 32:
         raise DlnetError(f"JWT secret in {settings.jwt_secret_file} is too short: expected at least 32 characters")
+    dlc = Asset(settings.dlc.asset_code, settings.dlc.issuer)
+    chain = Chain(settings.horizon_url, settings.network_passphrase)
+
+    def lookup(account: str) -> dict[str, Any] | None:
+        try:
+            return chain.account(account)
+        except ChainError as exc:
+            raise ApiError(502, f"cannot read {account}'s signers from Horizon: {exc}") from None
+
     sep10 = Sep10(signing, jwt_secret, settings.home_domain,
                   settings.web_auth_domain, settings.network_passphrase, settings.challenge_timeout,
-                  settings.jwt_ttl, f"https://{settings.web_auth_domain}/auth")
-    dlc = Asset(settings.dlc.asset_code, settings.dlc.issuer)
+                  settings.jwt_ttl, f"https://{settings.web_auth_domain}/auth", account_lookup=lookup)
     max_amount = _dec(settings.dlc.max_amount, "dlc.max_amount")
     stake_base = _dec(settings.dlc.stake_base, "dlc.stake_base")
     penalty = _dec(settings.dlc.penalty_factor, "dlc.penalty_factor")
-    chain = Chain(settings.horizon_url, settings.network_passphrase)
     store = ipfs or Ipfs(settings.ipfs_api_url)
     state: dict[str, Any] = {}
 

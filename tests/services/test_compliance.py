@@ -238,3 +238,25 @@ def test_sep8_style_approval_rules(world):
     assert r.status_code == 200 and r.json()["strikes"] == 2
     rejected(_payment_tx(w, alice, stake.public_key, "100"), "must stake at least 400")
     assert approve(_payment_tx(w, alice, stake.public_key, "400")).json()["status"] == "success"
+
+
+def test_sep10_uses_the_signers_of_an_existing_account(world):
+    from stellar_sdk import Signer
+
+    w, c, net = world, world["client"], world["net"]
+    carol, delegate = w["carol"], Keypair.random()
+    # Carol hands control to a delegate key and turns her master key off.
+    net.tx(carol, lambda b: b.append_set_options_op(signer=Signer.ed25519_public_key(delegate.public_key, 1),
+                                                    master_weight=0, med_threshold=1))
+
+    def signed_by(kp: Keypair) -> int:
+        ch = c.get("/auth", params={"account": carol.public_key}).json()["transaction"]
+        env = TransactionEnvelope.from_xdr(ch, w["passphrase"])
+        env.sign(kp)
+        return c.post("/auth", json={"transaction": env.to_xdr()}).status_code
+
+    assert signed_by(carol) == 401  # the master key no longer counts
+    assert signed_by(delegate) == 200
+    # An account not on the ledger yet authenticates with its master key.
+    newcomer = Keypair.random()
+    assert login(w, newcomer).status_code == 200
