@@ -33,7 +33,11 @@ def build(service: str, config: str):
 def _run(service: str, config: str) -> None:
     import uvicorn
 
+    from dlnet.services import db
+
     s, app = build(service, config)
+    # Migrate before serving: a database problem is then one clear line from the CLI, not a lifespan traceback.
+    db.migrate(s.database.conninfo(), service)
     # uvicorn's own access log is off: the app logs every request as JSON, without query strings.
     uvicorn.run(app, host=s.listen_host, port=s.listen_port, log_level="warning", access_log=False,
                 proxy_headers=False, server_header=False)
