@@ -61,3 +61,24 @@ def migrate(service: Annotated[str, typer.Argument(help="federation, compliance 
     s = settings.load(service, config)
     applied = db.migrate(s.database.conninfo(), service)
     typer.echo(f"{service}: applied {', '.join(applied)}" if applied else f"{service}: schema up to date")
+
+
+@services_app.command("rotate-kek")
+def rotate_kek(
+    config: Config,
+    old_kek_file: Annotated[str, typer.Option("--old-kek-file", help="File holding the previous KEK (64 hex).")],
+    operator: Annotated[str, typer.Option("--operator", help="Who rotates (written to the audit log).")],
+) -> None:
+    """Re-wrap every KYC record's key from the old KEK to the config's kyc_kek_file (stop the service first)."""
+    from pathlib import Path
+
+    from dlnet.services import db, kyc, settings
+
+    s = settings.load("compliance", config)
+    assert isinstance(s, settings.ComplianceSettings)
+    conninfo = s.database.conninfo()
+    db.migrate(conninfo, "compliance")
+    old = kyc.load_kek(settings.read_secret(Path(old_kek_file), "old KYC key-encryption key"))
+    new = kyc.load_kek(settings.read_secret(s.kyc_kek_file, "KYC key-encryption key"))
+    n = kyc.rotate(conninfo, old, new, operator)
+    typer.echo(f"compliance: {n} KYC record key(s) re-wrapped ({kyc.kek_id(old)} -> {kyc.kek_id(new)})")

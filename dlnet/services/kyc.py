@@ -70,3 +70,31 @@ def open_sealed(kek: bytes, account: str, envelope: bytes, wrapped_key: bytes, e
         return dict(json.loads(AESGCM(dek).decrypt(nonce, ct, _AAD_RECORD + account.encode())))
     except (InvalidTag, ValueError, KeyError):
         raise DlnetError("KYC record: authentication failed (wrong key, wrong account or altered data)") from None
+
+
+def rewrap(old_kek: bytes, new_kek: bytes, account: str, wrapped_key: bytes) -> bytes:
+    """Re-wrap a record's data key under a new KEK (the IPFS envelope does not change)."""
+    try:
+        dek = AESGCM(old_kek).decrypt(wrapped_key[:12], wrapped_key[12:], _AAD_KEY + account.encode())
+    except (InvalidTag, ValueError):
+        raise DlnetError(f"KYC record of {account}: the old key-encryption key does not open it") from None
+    knonce = os.urandom(12)
+    return knonce + AESGCM(new_kek).encrypt(knonce, dek, _AAD_KEY + account.encode())
+
+
+def rotate(conninfo: str, old_kek: bytes, new_kek: bytes, actor: str) -> int:
+    """Re-wrap every record sealed under `old_kek` with `new_kek`, in one transaction; audit it."""
+    import psycopg
+
+    old_id, new_id = kek_id(old_kek), kek_id(new_kek)
+    if old_id == new_id:
+        raise DlnetError("the old and the new key-encryption keys are the same")
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        rows = conn.execute("SELECT id, account_id, wrapped_key FROM compliance.kyc_records WHERE kek_id = %s"
+                            " FOR UPDATE", (old_id,)).fetchall()
+        for rid, account, wrapped in rows:
+            conn.execute("UPDATE compliance.kyc_records SET wrapped_key = %s, kek_id = %s WHERE id = %s",
+                         (rewrap(old_kek, new_kek, account, bytes(wrapped)), new_id, rid))
+        conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES (%s, 'kek_rotated', %s)",
+                     (actor, json.dumps({"records": len(rows), "from": old_id, "to": new_id})))
+    return len(rows)

@@ -260,3 +260,33 @@ def test_sep10_uses_the_signers_of_an_existing_account(world):
     # An account not on the ledger yet authenticates with its master key.
     newcomer = Keypair.random()
     assert login(w, newcomer).status_code == 200
+
+
+def test_kek_rotation_rewraps_every_record(world, tmp_path, capsys):
+    from dlnet.cli import main
+    from dlnet.services import settings as st
+
+    w = world
+    assert submit(w, w["alice"], {"first_name": "Rotated"}).status_code == 202
+    s: ComplianceSettings = w["settings"]
+    old_file = tmp_path / "old.kek"
+    old_file.write_text(s.kyc_kek_file.read_text())
+    s.kyc_kek_file.write_text(secrets.token_hex(32) + "\n")  # the new KEK
+    cfg = tmp_path / "compliance.yml"
+    cfg.write_text(__import__("yaml").safe_dump(s.model_dump(mode="json")))
+    assert main(["services", "rotate-kek", "--config", str(cfg), "--old-kek-file", str(old_file),
+                 "--operator", "op1"]) == 0
+    assert "1 KYC record key(s) re-wrapped" in capsys.readouterr().out
+    # The same rotation again finds nothing under the old key.
+    assert main(["services", "rotate-kek", "--config", str(cfg), "--old-kek-file", str(old_file),
+                 "--operator", "op1"]) == 0
+    assert "0 KYC record key(s)" in capsys.readouterr().out
+    # A service started with the new KEK reads the record; the audit log has the rotation.
+    with TestClient(create_app(st.load("compliance", cfg), admin_token=TOKEN)) as c:
+        r = c.get(f"/admin/kyc/{w['alice'].public_key}/record", params={"operator": "op1"}, headers=ADMIN)
+        assert r.status_code == 200 and r.json()["fields"]["first_name"] == "Rotated"
+        actions = [e["action"] for e in c.get("/admin/audit", headers=ADMIN).json()]
+        assert "kek_rotated" in actions
+    # The running service (still on the old KEK) can no longer open it: 503 with a clear reason, not 500.
+    r = w["client"].get(f"/admin/kyc/{w['alice'].public_key}/record", params={"operator": "op1"}, headers=ADMIN)
+    assert r.status_code == 503 and "authentication failed" in r.json()["error"]
