@@ -167,11 +167,12 @@ class Bridge:
         with self._locks[body.source]:
             try:
                 env = self.chain.build(kp, ops, memo)
-            except ChainError as exc:
-                # Nothing was signed or sent: free the key so the same request can be retried.
+            except Exception as exc:  # nothing signed or sent, whatever failed: never leave the key stuck
                 with self.pool.connection() as c:
                     c.execute("DELETE FROM payment_requests WHERE idempotency_key = %s AND status = 'building'",
                               (key,))
+                if not isinstance(exc, ChainError):
+                    raise
                 raise ApiError(exc.status if exc.status < 500 else 502, f"payment not sent: {exc}") from None
             with self.pool.connection() as c:
                 c.execute("UPDATE payment_requests SET status = 'submitted', tx_hash = %s, envelope_xdr = %s,"
