@@ -32,6 +32,11 @@ app.command("upgrade")(upgrade_cmd)
 app.command("status")(status_cmd)
 app.command("seed")(seed_cmd)
 app.add_typer(model_app, name="model")
+# Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.
+from dlnet.services.cli import serve_app, services_app  # noqa: E402 - registered beside the other sub-apps
+
+app.add_typer(serve_app, name="serve")
+app.add_typer(services_app, name="services")
 
 Inventory = Annotated[
     str, typer.Option("--inventory", "-i", envvar="DLNET_INVENTORY", help="Inventory directory, e.g. inventories/local")
