@@ -140,7 +140,10 @@ def keys_forget(inventory: Inventory = "inventories/local", extra_vars: ExtraVar
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
+        # Under standalone_mode=False click returns typer.Exit's code instead of raising it.
+        if isinstance(result, int) and result:
+            return result
     except InventoryError as exc:
         for line in exc.problems:
             typer.secho(f"error: {line}", fg="red", err=True)

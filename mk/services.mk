@@ -1,17 +1,11 @@
 # Participant services (issue 5): federation, compliance, bridge. Included by the main Makefile.
 
 SERVICES_IMAGE ?= dlnet/services:$(IMAGE_TAG)
-SERVICES_CONTEXT := build/context/services
 
 .PHONY: image-services
-image-services: venv engine ## Build the services image (dlnet/services) from the local base image
-	@echo ">> building $(SERVICES_IMAGE)"
-	@rm -rf $(SERVICES_CONTEXT) && mkdir -p $(SERVICES_CONTEXT)
-	@cp images/services/Dockerfile $(SERVICES_CONTEXT)/
-	@if [ -n "$(EXTRA_CA_BUNDLE)" ] && [ -f "$(EXTRA_CA_BUNDLE)" ]; then cp "$(EXTRA_CA_BUNDLE)" $(SERVICES_CONTEXT)/extra-ca.crt; else : > $(SERVICES_CONTEXT)/extra-ca.crt; fi
-	@$(BIN)/python -m pip wheel -q --no-deps -w $(SERVICES_CONTEXT) .
-	@DOCKER_BUILDKIT=0 docker build --quiet --network host -t $(SERVICES_IMAGE) \
-	  --build-arg BASE_IMAGE=dlnet/base:$(DEBIAN_SUITE) --build-arg IMAGE_VERSION=$(IMAGE_TAG) $(SERVICES_CONTEXT) >/dev/null
+image-services: venv engine ## Build the services image (dlnet/services); make images builds it too
+	@echo ">> building dlnet/services:$(IMAGE_TAG)"
+	@$(BIN)/python scripts/build_images.py services
 
 .PHONY: test-services
 test-services: venv deps ## Service tests: real PostgreSQL, real kubo swarm, Horizon double

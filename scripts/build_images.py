@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
         "kubo": lambda: docker_build("kubo", stage("kubo", {"ipfs": ipfs}), {"KUBO_VERSION": V["KUBO_VERSION"]}),
         "prometheus": lambda: docker_build("prometheus", stage("prometheus", {}), {}),
         "tools": lambda: docker_build("tools", stage_tools(), {}),
+        "services": lambda: docker_build("services", stage_services(), {}),
         "stellar-core": lambda: docker_build(
             "stellar-core", stage("stellar-core", {"stellar-core": art.stellar_core}), {}
         ),
@@ -127,6 +128,11 @@ def main(argv: list[str]) -> int:
 
     def stage_tools() -> Path:
         ctx = stage("dlnet", {"extra-ca.crt": ca_bundle()})
+        shutil.copy2(wheel(), ctx)
+        return ctx
+
+    def stage_services() -> Path:
+        ctx = stage("services", {"extra-ca.crt": ca_bundle()})
         shutil.copy2(wheel(), ctx)
         return ctx
 
