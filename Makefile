@@ -92,12 +92,13 @@ status: venv ## Health of every component, as a table (ARGS=--json for JSON)
 	@$(BIN)/dlnet status -i $(INVENTORY) $(ARGS)
 
 .PHONY: lint
-lint: venv ## ruff, yamllint, ansible-lint (production), hadolint, playbook syntax
+lint: venv ## ruff, yamllint, ansible-lint (production), hadolint, shellcheck, playbook syntax
 	@echo ">> linting"
 	@$(BIN)/ruff check dlnet tests scripts
 	@$(BIN)/yamllint --strict .
 	@$(BIN)/ansible-lint --profile production -q
 	@$(BIN)/hadolint images/*/Dockerfile
+	@$(BIN)/shellcheck .ci/run scripts/*.sh images/*/*.sh
 	@for p in deploy/*.yml; do $(BIN)/ansible-playbook -i inventories/local --syntax-check "$$p" >/dev/null; done
 
 .PHONY: test

@@ -120,6 +120,32 @@ def test_file_added_on_one_node_is_fetched_from_another(deployment: Deployment) 
     assert got.content == payload
 
 
+def _every_node_has_a_peer() -> bool:
+    try:
+        return all(api(p, "swarm/peers").json().get("Peers") for p in API_PORTS)
+    except httpx.HTTPError:  # still starting
+        return False
+
+
+def test_files_are_fetched_after_the_nodes_restart(deployment: Deployment) -> None:
+    # kubo 0.39's bitswap ignores peers that connected while it started (images/kubo/entrypoint.sh);
+    # without the re-dial about one restart in four left the nodes unable to exchange blocks, so ten
+    # restarts catch a regression almost surely.
+    names = [f"dlnet-{ENV}-ipfs-{n}" for n in IPFS]
+    for attempt in range(10):
+        subprocess.run(["docker", "restart", *names], check=True, capture_output=True)
+        assert wait_for(_every_node_has_a_peer, timeout=60)
+        payload = os.urandom(2048) + b"checkpoint %d" % attempt
+        added = httpx.post(
+            f"http://127.0.0.1:{API_PORTS[0]}/api/v0/add",
+            params={"cid-version": 0},
+            files={"file": ("ckpt.bin", payload)},
+            timeout=30,
+        ).json()
+        got = api(API_PORTS[1], "cat", arg=added["Hash"], timeout="30s")
+        assert got.status_code == 200 and got.content == payload, f"restart {attempt + 1}: {got.text[:200]}"
+
+
 def _outside_node(tmp: Path, key: str | None, swarm: int, rpc: int) -> subprocess.Popen[bytes]:
     ipfs = str(ROOT / "build" / "bin" / "ipfs")
     env = {**os.environ, "IPFS_PATH": str(tmp), "LIBP2P_FORCE_PNET": "1"}
