@@ -119,12 +119,15 @@ def horizon_close_times(
             records = resp.json()["_embedded"]["records"]
         except (httpx.HTTPError, ValueError, KeyError):
             return out
-        for r in records:
-            seq = int(r["sequence"])
-            if seq > upto:
-                return out
-            out[seq] = parse_time(r["closed_at"])
-            cursor = int(r["paging_token"])
+        try:
+            for r in records:
+                seq = int(r["sequence"])
+                if seq > upto:
+                    return out
+                out[seq] = parse_time(r["closed_at"])
+                cursor = int(r["paging_token"])
+        except (KeyError, TypeError, ValueError):  # not Horizon's ledger shape: keep what was read
+            return out
         if len(records) < 200:
             return out
     return out

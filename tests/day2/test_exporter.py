@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dlnet import day2
+from dlnet import day2, observe
 from dlnet.cli import main
 from dlnet.exporter import CLOSE_BUCKETS, CloseHistogram, registry_for
 from tests.doubles.inventory import write_inventory
@@ -142,6 +142,25 @@ def test_gaps_are_filled_from_known_close_times_else_spread_evenly():
     assert (h.n, h.total) == (7, 30.0)
     assert dict(h.buckets())["5.0"] == 6
     assert len(h.buckets()) == len(CLOSE_BUCKETS) + 1
+
+
+@pytest.mark.parametrize(
+    "records,known",
+    [
+        ([{"sequence": 11, "paging_token": str(11 << 32)}], {}),  # no closed_at
+        ([{"sequence": 11, "closed_at": "yesterday", "paging_token": str(11 << 32)}], {}),
+        ([{"sequence": 11, "closed_at": "2026-11-26T01:00:00Z"}, {"sequence": 12}], {11: 1795654800}),
+        ([None], {}),
+    ],
+)
+def test_close_times_from_a_horizon_answering_another_shape_are_skipped_not_raised(records, known):
+    # A scrape must not fail because Horizon (or what answers in its place) returns another shape:
+    # the exporter keeps what it could read and spreads the rest evenly.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"_embedded": {"records": records}})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        assert observe.horizon_close_times("http://horizon", 10, 12, 1.0, client) == known
 
 
 def test_exporter_once_json_from_the_cli(tmp_path, core_factory, capsys):

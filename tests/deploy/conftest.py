@@ -145,6 +145,8 @@ def deployment() -> Iterator[Deployment]:
     if not stellar_artifacts():
         env = build_double()
         extra["dlnet_image_tag"] = env["IMAGE_TAG"]
+        # The Horizon double has no admin port (no captured Horizon /metrics to model one on).
+        extra["prometheus_horizon_admin_port"] = 0
     build = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_images.py")],
         capture_output=True,

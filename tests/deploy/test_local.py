@@ -23,6 +23,7 @@ from tests.deploy.conftest import ANSIBLE_PLAYBOOK, ENV, STATE, Deployment, api,
 HOSTS = yaml.safe_load((ROOT / "inventories" / "local" / "hosts.yml").read_text())["all"]["children"]
 IPFS = HOSTS["ipfs_bootstrap"]["hosts"]
 API_PORTS = [h["ipfs_bootstrap_api_port"] for h in IPFS.values()]
+VALIDATORS = set(HOSTS["stellar_core"]["hosts"])
 
 
 @pytest.fixture(scope="module")
@@ -223,12 +224,34 @@ def test_prometheus_scrapes_every_target_up(deployment: Deployment) -> None:
     def targets() -> list[dict]:
         return httpx.get("http://127.0.0.1:9090/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
 
-    expected = {("prometheus", "prom1")} | {("ipfs", n) for n in IPFS}
+    expected = {("prometheus", "prom1"), ("dlnet_exporter", "prom1")} | {("ipfs", n) for n in IPFS}
+    if deployment.stellar:
+        expected |= {("stellar_core", v) for v in VALIDATORS}
     up = wait_for(lambda: all(t["health"] == "up" for t in targets()) and targets(), timeout=90, every=3)
     assert up, [(t["labels"], t["health"], t.get("lastError")) for t in targets()]
     seen = {(t["labels"]["component"], t["labels"]["instance_name"]) for t in targets()}
     assert expected <= seen
     assert all(t["labels"]["environment"] == ENV for t in targets())
+
+
+def _query(expr: str) -> list[dict]:
+    return httpx.get("http://127.0.0.1:9090/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"]
+
+
+def test_exporters_report_every_validator(deployment: Deployment) -> None:
+    if not deployment.stellar:
+        pytest.skip("stellar-core is switched off in this deployment")
+
+    def validators(expr: str) -> set[str]:
+        return {r["metric"].get("validator", "") for r in _query(expr)}
+
+    # dlnet's exporter and SDF's, both as deployed by `make up`, seen through Prometheus with the
+    # labels the dashboards and alerts filter on.
+    assert wait_for(lambda: validators(f'dlnet_validator_synced{{environment="{ENV}"}} == 1') >= VALIDATORS, 90, 3)
+    assert wait_for(lambda: validators(f'dlnet_ledger_sequence{{environment="{ENV}"}} > 1') >= VALIDATORS, 60, 3)
+    assert wait_for(lambda: validators(f'stellar_core_ledger_num{{environment="{ENV}"}} > 1') >= VALIDATORS, 90, 3)
+    orgs = {r["metric"].get("organisation") for r in _query('stellar_core_ledger_num')}
+    assert orgs == {"org1"}
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:

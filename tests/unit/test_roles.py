@@ -35,3 +35,36 @@ def test_readme_lists_every_variable(role: Path) -> None:
     readme = (role / "README.md").read_text()
     for name in _spec(role):
         assert f"`{name}`" in readme, f"{role.name}/README.md does not document {name} (run scripts/role_docs.py)"
+
+
+def _containers(tasks: list) -> list[dict]:
+    out = []
+    for task in tasks or []:
+        if not isinstance(task, dict):
+            continue
+        for key in ("community.docker.docker_container", "docker_container"):
+            module = task.get(key)
+            # Tasks comparing nothing ('*': ignore) adopt a running container; they define none.
+            if not isinstance(module, dict) or not module.get("image"):
+                continue
+            if (module.get("comparisons") or {}).get("*") != "ignore":
+                out.append(task)
+        for nested in ("block", "rescue", "always"):
+            out += _containers(task.get(nested))
+    return out
+
+
+CONTAINER_TASKS = [
+    (f"{p.parent.parent.name}/{p.name}", task)
+    for p in sorted((ROOT / "roles").glob("*/tasks/*.yml"))
+    for task in _containers(yaml.safe_load(p.read_text()))
+]
+
+
+@pytest.mark.parametrize("where,task", CONTAINER_TASKS, ids=[f"{w}:{t['name']}" for w, t in CONTAINER_TASKS])
+def test_every_container_is_labelled_for_stop_and_remove(where: str, task: dict) -> None:
+    # deploy/stop-network.yml and remove-network.yml find containers by these two labels only.
+    module = task.get("community.docker.docker_container") or task["docker_container"]
+    labels = module.get("labels") or {}
+    assert labels.get("dlnet.environment") == "{{ dlnet_env }}", f"{where}: {task['name']}"
+    assert labels.get("dlnet.host") == "{{ inventory_hostname }}", f"{where}: {task['name']}"

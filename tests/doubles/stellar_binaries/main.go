@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	_ "embed"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -29,6 +30,19 @@ import (
 )
 
 const version = "v27.1.0-dlnet-test-double"
+
+// metricsBody is the body of GET /metrics captured from a real validator
+// (shared/reference/stellar-core-19.14/accelerated-1s/http/metrics.json), served as captured so the
+// exporters (SDF's and dlnet's) read real medida shapes.
+//
+//go:embed metrics.json
+var metricsBody []byte
+
+// unknownCommand is stellar-core 19.14's 404 body for a command it does not know
+// (shared/reference/stellar-core-19.14/accelerated-1s/http/unknown-command.txt).
+const unknownCommand = `<b>Welcome to stellar-core!</b><p>Supported HTTP commands are listed in the ` +
+	`<a href="https://github.com/stellar/stellar-core/blob/master/docs/software/commands.md#http-commands">docs</a> ` +
+	`as well as in the man pages.</p><p>Have fun!</p>`
 
 type config struct {
 	passphrase  string
@@ -291,9 +305,12 @@ func run(c config, wait bool) {
 				"version": 0, "baseFee": 100, "baseReserve": 100000000, "maxTxSetSize": 100,
 				"age": int(time.Since(lastClose).Seconds())},
 			"peers": map[string]any{"authenticated_count": len(c.validators), "pending_count": 0},
+			// Every key the reference info-synced.json has: SDF's exporter reads them all.
 			"quorum": map[string]any{"node": "SELF", "qset": map[string]any{"agree": len(c.validators) + 1,
-				"missing": 0, "disagree": 0, "fail_at": len(c.validators), "phase": "EXTERNALIZE", "validated": true},
-				"transitive": map[string]any{"intersection": true, "node_count": len(c.validators) + 1}},
+				"missing": 0, "disagree": 0, "delayed": 0, "fail_at": len(c.validators), "phase": "EXTERNALIZE",
+				"validated": true, "cost": 0, "hash": "000000", "lag_ms": 0, "ledger": s.Ledger},
+				"transitive": map[string]any{"intersection": true, "node_count": len(c.validators) + 1,
+					"critical": nil, "last_check_ledger": 2}},
 		}})
 	})
 	mux.HandleFunc("/quorum", func(w http.ResponseWriter, r *http.Request) {
@@ -304,9 +321,14 @@ func run(c config, wait bool) {
 			"value": map[string]any{"t": threshold, "v": members}},
 			"transitive": map[string]any{"intersection": true, "node_count": len(members)}})
 	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(metricsBody)
+	})
+	// Unknown commands (getcursors among them here): the reference's unknown-command.txt, verbatim.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, "<html><body>unknown command</body></html>")
+		fmt.Fprint(w, unknownCommand)
 	})
 	// PUBLIC_HTTP_PORT=false: the admin port binds loopback only, as stellar-core does.
 	if err := http.ListenAndServe(fmt.Sprintf("127.0.0.1:%d", c.httpPort), mux); err != nil {
@@ -355,7 +377,9 @@ func horizon() {
 	mux.HandleFunc("/ledgers", func(w http.ResponseWriter, r *http.Request) {
 		records := []map[string]any{}
 		if n := latest(); n > 0 {
-			records = append(records, map[string]any{"sequence": n, "protocol_version": 0, "max_tx_set_size": 100})
+			records = append(records, map[string]any{"sequence": n, "protocol_version": 0, "max_tx_set_size": 100,
+				"paging_token": strconv.FormatInt(int64(n)<<32, 10),
+				"closed_at": time.Now().UTC().Format("2006-01-02T15:04:05Z")})
 		}
 		writeJSON(w, map[string]any{"_embedded": map[string]any{"records": records}})
 	})
