@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,7 +31,11 @@ GROUPS = {
     "ipfs": "ipfs_bootstrap",
     "prometheus": "prometheus",
     "grafana": "grafana",
+    "services": "dlnet_services",
 }
+
+# The participant services and the ports their roles listen on by default (roles/dlnet_<service>).
+SERVICE_PORTS = {"federation": 8001, "compliance": 8002, "bridge": 8003}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
@@ -69,6 +73,16 @@ class Components(_Strict):
     ipfs: bool = True
     prometheus: bool = True
     grafana: bool = False
+    # The participant services on the hosts of group dlnet_services; dlnet_services_enabled picks which.
+    services: bool = False
+
+
+class ServiceSwitches(_Strict):
+    """dlnet_services_enabled: which participant services run on the dlnet_services hosts."""
+
+    federation: bool = False
+    compliance: bool = False
+    bridge: bool = False
 
 
 class Quorum(_Strict):
@@ -112,6 +126,11 @@ class GrafanaNode(Host):
     port: int = Port
 
 
+class ServicesNode(Host):
+    # Listen port of each service switched on (dlnet_<service>_port).
+    ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = {}
+
+
 class Network(_Strict):
     env: str
     passphrase: str = Field(min_length=1)
@@ -127,6 +146,8 @@ class Network(_Strict):
     ipfs: list[IpfsNode] = []
     prometheus: list[PrometheusNode] = []
     grafana: list[GrafanaNode] = []
+    services_enabled: ServiceSwitches = ServiceSwitches()
+    services: list[ServicesNode] = []
     inventory: str = ""
 
     @field_validator("passphrase")
@@ -177,6 +198,7 @@ class Network(_Strict):
                 out[field] = hv.get(var)
             return out
 
+        switches = common.get("dlnet_services_enabled", {})
         raw: dict[str, Any] = {
             "env": common.get("dlnet_env", Path(inventory).name or "default"),
             "passphrase": common.get("dlnet_network_passphrase", ""),
@@ -209,6 +231,18 @@ class Network(_Strict):
             ],
             "prometheus": [host(n, port="prometheus_port") for n in hosts(GROUPS["prometheus"])],
             "grafana": [host(n, port="grafana_port") for n in hosts(GROUPS["grafana"])],
+            "services_enabled": switches,
+            "services": [
+                {
+                    **host(n),
+                    "ports": {
+                        svc: hostvars.get(n, {}).get(f"dlnet_{svc}_port", default)
+                        for svc, default in SERVICE_PORTS.items()
+                        if isinstance(switches, dict) and switches.get(svc) is True
+                    },
+                }
+                for n in hosts(GROUPS["services"])
+            ],
             "inventory": inventory,
         }
         try:
@@ -223,6 +257,7 @@ _INVENTORY_NAMES = {
     "passphrase": "dlnet_network_passphrase",
     "organisations": "dlnet_organisations",
     "components": "dlnet_components",
+    "services_enabled": "dlnet_services_enabled",
     "quorum": "dlnet_quorum",
     "accelerate_time": "dlnet_testing_accelerate_time",
     "peer_port": "stellar_core_peer_port",
@@ -230,7 +265,7 @@ _INVENTORY_NAMES = {
     "history_port": "stellar_core_history_port",
     "organisation": "stellar_core_organisation",
 }
-_HOST_GROUPS = {"validators", "horizon", "postgres", "ipfs", "prometheus", "grafana"}
+_HOST_GROUPS = {"validators", "horizon", "postgres", "ipfs", "prometheus", "grafana", "services"}
 _HOST_FIELD_VARS = {
     "horizon": "horizon_",
     "postgres": "postgres_",
@@ -246,7 +281,12 @@ def _explain(err: Any, raw: dict[str, Any], inventory: str) -> str:
     if loc and loc[0] in _HOST_GROUPS and len(loc) >= 3 and isinstance(loc[1], int):
         group, idx, field = loc[0], loc[1], str(loc[2])
         hostname = raw[group][idx]["name"]
-        var = _INVENTORY_NAMES.get(field) if group == "validators" else _HOST_FIELD_VARS[group] + field
+        if group == "validators":
+            var = _INVENTORY_NAMES.get(field)
+        elif group == "services":
+            var = f"dlnet_{loc[3]}_port" if field == "ports" and len(loc) > 3 else field
+        else:
+            var = _HOST_FIELD_VARS[group] + field
         where = f"host {hostname}: {var or field}"
     else:
         top = str(loc[0]) if loc else "?"

@@ -100,6 +100,7 @@ def _check_components(net: Network) -> list[str]:
         "ipfs": (c.ipfs, net.ipfs, "ipfs_bootstrap"),
         "prometheus": (c.prometheus, net.prometheus, "prometheus"),
         "grafana": (c.grafana, net.grafana, "grafana"),
+        "services": (c.services, net.services, "dlnet_services"),
     }
     for name, (on, hosts, group) in wanted.items():
         if on and not hosts:
@@ -114,6 +115,10 @@ def _check_components(net: Network) -> list[str]:
         )
     if c.horizon and not c.postgres:
         out.append("dlnet_components.horizon needs postgres (Horizon's database) — switch postgres on")
+    if c.services and not c.postgres:
+        out.append("dlnet_components.services needs postgres (the services' database) — switch postgres on")
+    if c.services and c.ipfs is False and net.services_enabled.compliance:
+        out.append("dlnet_services_enabled.compliance needs ipfs (KYC records live on the swarm) — switch ipfs on")
     if len(net.postgres) > 1:
         out.append(f"group 'postgres': expected 1 host, got {len(net.postgres)} — the kit runs one database host")
     return out
@@ -146,6 +151,9 @@ def _check_names_and_ports(net: Network) -> list[str]:
         listeners += [(p.address, p.port, f"{p.name} prometheus_port") for p in net.prometheus]
     if c.grafana:
         listeners += [(g.address, g.port, f"{g.name} grafana_port") for g in net.grafana]
+    if c.services:
+        for h in net.services:
+            listeners += [(h.address, port, f"{h.name} dlnet_{svc}_port") for svc, port in h.ports.items()]
     for addr, port, what in listeners:
         seen[(addr, port)].append(what)
     for (addr, port), users in sorted(seen.items()):

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -32,7 +33,8 @@ def host():  # type: ignore[no-untyped-def]
 
 
 def test_every_container_runs_healthy(deployment: Deployment) -> None:
-    expected = {f"dlnet-{ENV}-postgres-pg1", f"dlnet-{ENV}-prometheus-prom1"} | {f"dlnet-{ENV}-ipfs-{n}" for n in IPFS}
+    expected = {f"dlnet-{ENV}-postgres-pg1", f"dlnet-{ENV}-prometheus-prom1", f"dlnet-{ENV}-federation-svc1"}
+    expected |= {f"dlnet-{ENV}-ipfs-{n}" for n in IPFS}
     if deployment.stellar:
         expected |= {f"dlnet-{ENV}-core-v{i}" for i in (1, 2, 3)} | {f"dlnet-{ENV}-horizon-horizon1"}
     healthy = wait_for(lambda: all("(healthy)" in s for s in containers().values()) and containers(), timeout=90)
@@ -53,7 +55,7 @@ def test_containers_run_as_non_root(deployment: Deployment) -> None:
     [(f"{h['ipfs_bootstrap_swarm_port']}", True) for h in IPFS.values()]
     + [(f"{h['ipfs_bootstrap_api_port']}", False) for h in IPFS.values()]
     + [(f"{h['ipfs_bootstrap_gateway_port']}", False) for h in IPFS.values()]
-    + [("9090", False), ("15432", False)],
+    + [("9090", False), ("15432", False), ("8001", False)],
 )
 def test_ports_listen_only_where_they_should(deployment: Deployment, host, where: str, public: bool) -> None:  # type: ignore[no-untyped-def]
     everywhere = host.socket(f"tcp://0.0.0.0:{where}")
@@ -224,7 +226,8 @@ def test_prometheus_scrapes_every_target_up(deployment: Deployment) -> None:
     def targets() -> list[dict]:
         return httpx.get("http://127.0.0.1:9090/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
 
-    expected = {("prometheus", "prom1"), ("dlnet_exporter", "prom1")} | {("ipfs", n) for n in IPFS}
+    expected = {("prometheus", "prom1"), ("dlnet_exporter", "prom1"), ("federation", "svc1")}
+    expected |= {("ipfs", n) for n in IPFS}
     if deployment.stellar:
         expected |= {("stellar_core", v) for v in VALIDATORS}
     up = wait_for(lambda: all(t["health"] == "up" for t in targets()) and targets(), timeout=90, every=3)
@@ -232,6 +235,17 @@ def test_prometheus_scrapes_every_target_up(deployment: Deployment) -> None:
     seen = {(t["labels"]["component"], t["labels"]["instance_name"]) for t in targets()}
     assert expected <= seen
     assert all(t["labels"]["environment"] == ENV for t in targets())
+
+
+def test_federation_serves_stellar_toml_and_sep2(deployment: Deployment) -> None:
+    base = "http://127.0.0.1:8001"
+    toml = tomllib.loads(httpx.get(f"{base}/.well-known/stellar.toml", timeout=10).text)
+    passphrase = yaml.safe_load((ROOT / "inventories/local/group_vars/all/network.yml").read_text())
+    assert toml["NETWORK_PASSPHRASE"] == passphrase["dlnet_network_passphrase"]
+    assert toml["FEDERATION_SERVER"].startswith("http://127.0.0.1:8001")
+    # SEP-2: an unknown name is "not found", not an error.
+    got = httpx.get(f"{base}/federation", params={"q": "nobody*org1.dlnet.local", "type": "name"}, timeout=10)
+    assert got.status_code == 404, got.text
 
 
 def _query(expr: str) -> list[dict]:

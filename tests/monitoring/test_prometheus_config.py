@@ -64,6 +64,10 @@ def test_every_target_carries_environment_organisation_and_validator(rendered, e
     assert {"prometheus", "dlnet_exporter", "stellar_core", "ipfs", "horizon"} <= jobs.keys(), jobs.keys()
     validators = [g["labels"]["validator"] for g in jobs["stellar_core"]["static_configs"]]
     assert len(validators) == len(set(validators)) == {"local": 3, "sample": 12}[env]
+    if env == "local":  # federation switched on, compliance and bridge off
+        assert [g["targets"] for g in jobs["dlnet_services"]["static_configs"]] == [["127.0.0.1:8001"]]
+    else:  # services off in the sample
+        assert "dlnet_services" not in jobs
     ports = [g["targets"][0] for g in jobs["stellar_core"]["static_configs"]]
     assert len(ports) == len(set(ports)), "two stellar-core exporters on one address"
     assert jobs["dlnet_exporter"]["honor_labels"] is True

@@ -66,6 +66,7 @@ def test_roles_deploy_idempotent_and_check_mode(pg_cluster, horizon_double, kubo
         "dlnet_env": "test", "dlnet_network_passphrase": horizon_double.passphrase,
         "dlnet_data_root": str(tmp_path / "data"), "dlnet_container_prefix": "dlnet-test-svc",
         "dlnet_secrets_dir": str(secrets_dir), "dlnet_image_tag": IMAGE.split(":")[1],
+        "dlnet_components": {"services": True},
         "dlnet_services_enabled": {"federation": True, "compliance": True, "bridge": True},
         "dlnet_compliance_port": comp_port, "dlnet_compliance_database_port": pg_cluster.port,
         "dlnet_compliance_database_user": "dlnet", "dlnet_compliance_home_domain": "org1.roles.test",

@@ -147,6 +147,26 @@ BAD: dict[str, tuple[Edit, str]] = {
         lambda h, g, inv: g["dlnet_organisations"][0].update(quality="SUPREME"),
         "dlnet_organisations.0.quality",
     ),
+    "service-port-taken": (
+        lambda h, g, inv: g.update(dlnet_federation_port=8000),  # Horizon's
+        "port 8000 on 127.0.0.1 is used 2 times (horizon1 horizon_port, svc1 dlnet_federation_port)",
+    ),
+    "service-port-out-of-range": (
+        lambda h, g, inv: g.update(dlnet_federation_port=0),
+        "host svc1: dlnet_federation_port: Input should be greater than or equal to 1",
+    ),
+    "misspelt-service": (
+        lambda h, g, inv: g["dlnet_services_enabled"].update(federaton=True),
+        "dlnet_services_enabled.federaton: unknown key",
+    ),
+    "services-without-hosts": (
+        lambda h, g, inv: h["all"]["children"].pop("dlnet_services"),
+        "dlnet_components.services is on but group 'dlnet_services' has no host",
+    ),
+    "services-without-postgres": (
+        lambda h, g, inv: g["dlnet_components"].update(postgres=False, horizon=False),
+        "dlnet_components.services needs postgres",
+    ),
     "duplicate-home-domain": (
         lambda h, g, inv: (
             _two_orgs(h, g, trusts_self_only=False),
