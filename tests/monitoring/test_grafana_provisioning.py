@@ -39,7 +39,10 @@ def _grafana() -> tuple[list[str], Path] | None:
 
 
 GRAFANA = _grafana()
-pytestmark = pytest.mark.skipif(GRAFANA is None, reason="no grafana/grafana-server binary here (no Debian package)")
+pytestmark = pytest.mark.skipif(
+    GRAFANA is None,
+    reason="needs Grafana: put grafana (or grafana-server) on PATH or set GRAFANA_BIN and GRAFANA_HOME, then make test",
+)
 
 
 def test_grafana_loads_the_datasource_and_dashboards(tmp_path: Path) -> None:
