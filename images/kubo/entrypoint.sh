@@ -3,8 +3,8 @@
 #
 # Why: kubo 0.39 ships boxo 0.35, whose bitswap only learns of connections opened after bitswap
 # started. A swarm peer that connected during start-up (our peers dial us as soon as the port listens)
-# is never asked for blocks, so fetches from it hang for the life of that connection: measured here as
-# 1 restart in 5 (ipfs/boxo#83; fixed by ipfs/boxo#1201, which needs kubo 0.40+, not `go install`able).
+# is never asked for blocks, so fetches from it hang for the life of that connection: measured here in
+# 11 of 40 restarts (ipfs/boxo#83; fixed by ipfs/boxo#1201, which needs kubo 0.40+, not `go install`able).
 # The RPC API answers only once bitswap runs, so closing every connection open at that moment and
 # dialling the peer again gives bitswap a connection it sees. Remove when kubo moves past 0.39.
 set -eu
