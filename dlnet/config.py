@@ -85,6 +85,14 @@ class ServiceSwitches(_Strict):
     bridge: bool = False
 
 
+class Exporters(_Strict):
+    """roles/dlnet_exporter: the dlnet exporter on the Prometheus hosts, SDF's next to every validator."""
+
+    enabled: bool = True  # dlnet_exporter_enabled
+    port: int = Field(default=9470, ge=1, le=65535)  # dlnet_exporter_port
+    core_port_base: int = Field(default=9473, ge=1, le=65535)  # dlnet_exporter_stellar_core_port_base
+
+
 class Quorum(_Strict):
     # Validators that may fail at once while the rest still close ledgers (liveness).
     tolerated_failures: int = Field(default=1, ge=0)
@@ -102,6 +110,8 @@ class Validator(Host):
     peer_port: int = Port
     http_port: int = Port
     history_port: int = Port
+    # SDF's exporter next to this validator: dlnet_exporter_stellar_core_port, else base + index.
+    exporter_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class HorizonNode(Host):
@@ -146,6 +156,7 @@ class Network(_Strict):
     ipfs: list[IpfsNode] = []
     prometheus: list[PrometheusNode] = []
     grafana: list[GrafanaNode] = []
+    exporters: Exporters = Exporters()
     services_enabled: ServiceSwitches = ServiceSwitches()
     services: list[ServicesNode] = []
     inventory: str = ""
@@ -215,6 +226,7 @@ class Network(_Strict):
                     peer_port="stellar_core_peer_port",
                     http_port="stellar_core_http_port",
                     history_port="stellar_core_history_port",
+                    exporter_port="dlnet_exporter_stellar_core_port",
                 )
                 for n in hosts(GROUPS["stellar_core"])
             ],
@@ -231,6 +243,7 @@ class Network(_Strict):
             ],
             "prometheus": [host(n, port="prometheus_port") for n in hosts(GROUPS["prometheus"])],
             "grafana": [host(n, port="grafana_port") for n in hosts(GROUPS["grafana"])],
+            "exporters": {k: common[var] for k, var in _EXPORTER_VARS.items() if var in common},
             "services_enabled": switches,
             "services": [
                 {
@@ -264,6 +277,13 @@ _INVENTORY_NAMES = {
     "http_port": "stellar_core_http_port",
     "history_port": "stellar_core_history_port",
     "organisation": "stellar_core_organisation",
+    "exporter_port": "dlnet_exporter_stellar_core_port",
+}
+# Where the exporters' fields come from (roles/dlnet_exporter's variables).
+_EXPORTER_VARS = {
+    "enabled": "dlnet_exporter_enabled",
+    "port": "dlnet_exporter_port",
+    "core_port_base": "dlnet_exporter_stellar_core_port_base",
 }
 _HOST_GROUPS = {"validators", "horizon", "postgres", "ipfs", "prometheus", "grafana", "services"}
 _HOST_FIELD_VARS = {
@@ -288,6 +308,8 @@ def _explain(err: Any, raw: dict[str, Any], inventory: str) -> str:
         else:
             var = _HOST_FIELD_VARS[group] + field
         where = f"host {hostname}: {var or field}"
+    elif len(loc) == 2 and loc[0] == "exporters":
+        where = _EXPORTER_VARS.get(str(loc[1]), str(loc[1]))
     else:
         top = str(loc[0]) if loc else "?"
         where = ".".join([_INVENTORY_NAMES.get(top, top), *[str(p) for p in loc[1:]]])

@@ -151,6 +151,13 @@ def _check_names_and_ports(net: Network) -> list[str]:
         listeners += [(p.address, p.port, f"{p.name} prometheus_port") for p in net.prometheus]
     if c.grafana:
         listeners += [(g.address, g.port, f"{g.name} grafana_port") for g in net.grafana]
+    if net.exporters.enabled:
+        if c.prometheus:  # the dlnet exporter runs on the Prometheus hosts
+            listeners += [(p.address, net.exporters.port, f"{p.name} dlnet_exporter_port") for p in net.prometheus]
+        if c.stellar_core:  # SDF's exporter next to each validator (roles/dlnet_exporter, same numbering)
+            for i, v in enumerate(net.validators):
+                port = v.exporter_port or net.exporters.core_port_base + i
+                listeners.append((v.address, port, f"{v.name} stellar-core exporter port"))
     if c.services:
         for h in net.services:
             listeners += [(h.address, port, f"{h.name} dlnet_{svc}_port") for svc, port in h.ports.items()]

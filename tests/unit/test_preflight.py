@@ -155,6 +155,18 @@ BAD: dict[str, tuple[Edit, str]] = {
         lambda h, g, inv: g.update(dlnet_federation_port=0),
         "host svc1: dlnet_federation_port: Input should be greater than or equal to 1",
     ),
+    "exporter-port-taken": (
+        lambda h, g, inv: g.update(dlnet_exporter_port=9090),  # Prometheus's
+        "port 9090 on 127.0.0.1 is used 2 times (prom1 prometheus_port, prom1 dlnet_exporter_port)",
+    ),
+    "exporter-port-out-of-range": (
+        lambda h, g, inv: g.update(dlnet_exporter_port=0),
+        "dlnet_exporter_port: Input should be greater than or equal to 1",
+    ),
+    "core-exporters-overlap-a-validator-port": (
+        lambda h, g, inv: g.update(dlnet_exporter_stellar_core_port_base=11644),  # v3 exporter on 11646
+        "port 11646 on 127.0.0.1 is used 2 times (v3 stellar_core_http_port, v3 stellar-core exporter port)",
+    ),
     "misspelt-service": (
         lambda h, g, inv: g["dlnet_services_enabled"].update(federaton=True),
         "dlnet_services_enabled.federaton: unknown key",
