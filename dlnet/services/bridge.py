@@ -418,10 +418,7 @@ def create_app(settings: BridgeSettings, *, api_token: str | None = None, log_st
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         b = holder["bridge"]
         b.chain.check_network(logger)
-        applied = db.migrate(settings.database.conninfo(), "bridge")
-        if applied:
-            log(logger, logging.INFO, "migrations applied", applied=applied)
-        b.pool = db.open_pool(settings.database, "bridge")
+        b.pool = db.migrate_and_open(settings.database, "bridge", logger)
         b.start_workers()
         try:
             yield

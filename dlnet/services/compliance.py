@@ -124,10 +124,7 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         chain.check_network(logger)
-        applied = db.migrate(settings.database.conninfo(), "compliance")
-        if applied:
-            log(logger, logging.INFO, "migrations applied", applied=applied)
-        state["pool"] = db.open_pool(settings.database, "compliance")
+        state["pool"] = db.migrate_and_open(settings.database, "compliance", logger)
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ Each service owns one schema (federation, compliance, bridge). Migrations are th
 from __future__ import annotations
 
 import hashlib
+import logging
 from importlib import resources
 
 import psycopg
@@ -15,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from dlnet.errors import DlnetError
 from dlnet.services.settings import DatabaseSettings
+from dlnet.services.web import log
 
 
 def migrations(service: str) -> list[tuple[int, str, str]]:
@@ -76,3 +78,11 @@ def open_pool(db: DatabaseSettings, service: str) -> ConnectionPool:
     )
     pool.open(wait=False)
     return pool
+
+
+def migrate_and_open(db: DatabaseSettings, service: str, logger: logging.Logger) -> ConnectionPool:
+    """A service's start: apply its pending migrations (logged), then open its pool."""
+    applied = migrate(db.conninfo(), service)
+    if applied:
+        log(logger, logging.INFO, "migrations applied", applied=applied)
+    return open_pool(db, service)

@@ -114,10 +114,7 @@ def create_app(settings: FederationSettings, admin_token: str | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Iterator[None]:  # type: ignore[misc]
-        applied = db.migrate(settings.database.conninfo(), "federation")
-        if applied:
-            log(logger, logging.INFO, "migrations applied", applied=applied)
-        state["pool"] = db.open_pool(settings.database, "federation")
+        state["pool"] = db.migrate_and_open(settings.database, "federation", logger)
         try:
             yield
         finally:
