@@ -150,6 +150,8 @@ class Network(_Strict):
     accelerate_time: bool = False
     stellar_core_version: str
     horizon_version: str
+    # dlnet_upgrade.protocol: where the operator means to take the network (None: the core's highest).
+    upgrade_protocol: int | None = Field(default=None, ge=1)
     validators: list[Validator] = []
     horizon: list[HorizonNode] = []
     postgres: list[PostgresNode] = []
@@ -219,6 +221,7 @@ class Network(_Strict):
             "accelerate_time": common.get("dlnet_testing_accelerate_time", False),
             "stellar_core_version": str(common.get("stellar_core_version", "")),
             "horizon_version": str(common.get("horizon_version", "")),
+            "upgrade_protocol": (common.get("dlnet_upgrade") or {}).get("protocol"),
             "validators": [
                 host(
                     n,

@@ -15,10 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlnet import quorum
+from dlnet import compat, quorum
 from dlnet.config import Network
-
-SUPPORTED_CORE_MAJORS = range(19, 28)  # 19.x .. 27.x
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,8 @@ def check_network(
     problems += [f"{inv}: {p}" for p in _check_components(net)]
     problems += [f"{inv}: {p}" for p in _check_names_and_ports(net)]
     if net.components.stellar_core and net.validators:
-        if net.stellar_core_major not in SUPPORTED_CORE_MAJORS:
-            bad(
-                f"stellar_core_version: unsupported — expected 19.x to 27.x, got {net.stellar_core_version}"
-                " — pick a supported release (the config template knows 19 to 27)"
-            )
+        horizon = net.horizon_version if net.components.horizon and net.horizon else None
+        problems += [f"{inv}: {p}" for p in compat.check_pair(net.stellar_core_version, horizon, net.upgrade_protocol)]
         org_problems = _check_organisations(net)
         problems += [f"{inv}: {p}" for p in org_problems]
         if not org_problems:
@@ -271,13 +266,20 @@ def _check_artifacts(net: Network, artifacts: Artifacts) -> list[str]:
                 f" or run `make fetch-artifacts` on an internet-connected host (see README); or set"
                 f" dlnet_components.{comp}: false"
             )
-        elif name == "stellar-core":
+        else:
+            want = net.stellar_core_version if name == "stellar-core" else net.horizon_version
+            var = "stellar_core_version" if name == "stellar-core" else "horizon_version"
             got = _binary_version(path)
-            major = got.split(".")[0].lstrip("v") if got else ""
-            if got and major != str(net.stellar_core_major):
+            # stellar-core must match its major (the template follows it); Horizon its release row.
+            same = (
+                compat.parse(got)[:1] == compat.parse(want)[:1]
+                if name == "stellar-core"
+                else compat.horizon_release(got) == compat.horizon_release(want)
+            ) if compat.parse(got) and compat.parse(want) else True
+            if got and not same:
                 out.append(
-                    f"artifact {path} is stellar-core {got} but stellar_core_version is "
-                    f"{net.stellar_core_version} — supply the matching binary or change stellar_core_version"
+                    f"artifact {path} is {name} {got} but {var} is {want} — supply the matching binary"
+                    f" or change {var}"
                 )
     return out
 
@@ -287,8 +289,10 @@ def _binary_version(path: Path) -> str:
         proc = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=30, check=False)
     except OSError:
         return ""
-    first = (proc.stdout.strip().splitlines() or [""])[0]
-    return first.split("-")[0].lstrip("v")
+    # stellar-core: "v19.14.0"; Horizon: "horizon-v2.26.1" (then the Go version).
+    first = (proc.stdout.strip().splitlines() or [""])[0].strip().removeprefix("horizon-")
+    v = compat.parse(first)
+    return ".".join(map(str, v)) if v else ""
 
 
 def _check_state(net: Network, reset: bool) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from dlnet import compat
 from dlnet.config import Network
 from dlnet.core_admin import CoreAdmin, CoreAdminError, Info, iso
 from dlnet.errors import DlnetError
@@ -69,9 +70,12 @@ class Outcome:
     ledger: int | None = None
     exact: bool = False
     validators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --to-latest: which component set the protocol it stopped at.
+    limit: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "limit": self.limit,
             "changed": self.changed,
             "values": self.values,
             "upgradetime": self.upgradetime,
@@ -95,6 +99,14 @@ def _infos(admins: list[CoreAdmin]) -> dict[str, Info | CoreAdminError]:
             return exc
 
     return dict(zip([a.name for a in admins], parallel([lambda a=a: one(a) for a in admins]), strict=True))
+
+
+def latest(net: Network, infos: dict[str, Info]) -> tuple[int, str]:
+    """The highest protocol every component runs, and which one sets it: the validators' binaries,
+    then every Horizon, which must still ingest it (compat.yml): past it, Horizon halts."""
+    core_top = min(i.protocol_max for i in infos.values())
+    horizons = [net.horizon_version] if net.components.horizon and net.horizon else []
+    return compat.highest_protocol(core_top, horizons)
 
 
 def plan(net: Network, infos: dict[str, Info], req: Request) -> dict[str, int]:
@@ -123,14 +135,20 @@ def plan(net: Network, infos: dict[str, Info], req: Request) -> dict[str, int]:
         )
     current = next(iter(infos.values())).ledger
     supported = {n: i.protocol_max for n, i in infos.items()}
-    top = min(supported.values())
+    core_top = min(supported.values())
+    top, why = latest(net, infos)
     protocol = top if req.to_latest else req.protocol
     if protocol is not None:
-        if protocol > top:
+        if protocol > core_top:
             shown = ", ".join(f"{n} supports up to {p}" for n, p in supported.items())
             raise DlnetError(
                 f"upgrade: protocol {protocol} is above what the binaries support ({shown}) — expected"
-                f" at most {top} — upgrade the stellar-core binaries first or pass --protocol {top}"
+                f" at most {core_top} — upgrade the stellar-core binaries first or pass --protocol {core_top}"
+            )
+        if protocol > top:
+            raise DlnetError(
+                f"upgrade: protocol {protocol} is above what the network can run: {why} — expected at most"
+                f" {top} — upgrade Horizon first (horizon_version, dlnet/compat.yml) or pass --protocol {top}"
             )
         if protocol < current.version:
             raise DlnetError(
@@ -232,8 +250,13 @@ def run(
             raise DlnetError("upgrade: " + "; ".join(errors) + " — nothing was armed; fix those validators and re-run")
         good = {n: i for n, i in infos.items() if isinstance(i, Info)}
         changes = plan(net, good, req)
+        limit = None
+        if req.to_latest:
+            top, why = latest(net, good)
+            limit = f"protocol {top}: {why}"
+            progress(f"--to-latest stops at {limit}")
         if not changes:
-            return Outcome(False, {}, validators={n: {"ledger": i.ledger.num} for n, i in good.items()})
+            return Outcome(False, {}, validators={n: {"ledger": i.ledger.num} for n, i in good.items()}, limit=limit)
         now = clock()
         if at is not None:
             if at.timestamp() < now - 1:
@@ -251,6 +274,7 @@ def run(
             found = first_ledger_with(horizon_url, low, outcome.ledger, changes, timeout)
             if found is not None:
                 outcome.ledger, outcome.exact = found, True
+        outcome.limit = limit
         return outcome
     finally:
         for a in admins:

@@ -32,7 +32,7 @@ def upgrade(
     base_fee: Annotated[int | None, typer.Option(help="Base fee in stroops.")] = None,
     base_reserve: Annotated[int | None, typer.Option(help="Base reserve in stroops.")] = None,
     max_tx_set_size: Annotated[int | None, typer.Option(help="Maximum operations per ledger.")] = None,
-    to_latest: Annotated[bool, typer.Option(help="Protocol = the highest the validators' binaries support.")] = False,
+    to_latest: Annotated[bool, typer.Option(help="Protocol = the highest every component runs.")] = False,
     at: Annotated[
         str | None, typer.Option(help="Upgrade time, UTC (2026-11-25T22:00:00Z). Default: now + lead.")
     ] = None,
@@ -84,4 +84,6 @@ def upgrade(
             f"upgrade: {shown} applied {where} {outcome.ledger} (upgradetime {outcome.upgradetime}); "
             f"confirmed on {', '.join(outcome.validators)}"
         )
+    if outcome.limit:
+        text += f" (--to-latest: {outcome.limit})"
     emit(as_json, outcome.to_json(), text)
