@@ -7,36 +7,18 @@ Inventory variables (group_vars/all/day2.yml; every knob documented in inventori
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dlnet.chain import ASSET_CODE_RE, MAX_AMOUNT, amount_problem, parse_amount
 from dlnet.config import Network, ansible_inventory_json
 from dlnet.errors import DlnetError, InventoryError
 
-MAX_AMOUNT = Decimal("922337203685.4775807")  # int64 stroops
-_AMOUNT = re.compile(r"^\d{1,12}(\.\d{1,7})?$")
-_ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
+__all__ = ["MAX_AMOUNT", "Day2", "DlcSettings", "load", "parse_amount"]
 
 Flag = Literal["auth_required", "auth_revocable", "auth_clawback_enabled"]
-
-
-def parse_amount(value: object, what: str) -> Decimal:
-    """A positive Stellar amount (at most 7 decimals, at most int64 stroops); DlnetError otherwise."""
-    text = str(value).strip()
-    try:
-        amount = Decimal(text) if _AMOUNT.match(text) else None
-    except InvalidOperation:
-        amount = None
-    if amount is None or amount <= 0 or amount > MAX_AMOUNT:
-        raise DlnetError(
-            f"{what}: expected a positive amount with at most 7 decimals, at most {MAX_AMOUNT}, got {text!r}"
-            " — write it like 1000000 or 12.5"
-        )
-    return amount
 
 
 class _Strict(BaseModel):
@@ -62,7 +44,7 @@ class DlcSettings(_Strict):
     @field_validator("code")
     @classmethod
     def _code(cls, v: str) -> str:
-        if not _ASSET_CODE.match(v):
+        if not ASSET_CODE_RE.match(v):
             raise ValueError(f"expected 1 to 12 letters or digits such as DLC, got {v!r}")
         return v
 
@@ -77,7 +59,7 @@ class DlcSettings(_Strict):
     @classmethod
     def _amount(cls, v: object) -> str:
         text = str(v).strip()
-        if not _AMOUNT.match(text) or Decimal(text) <= 0 or Decimal(text) > MAX_AMOUNT:
+        if amount_problem(text) is not None:
             raise ValueError(f"expected a positive amount with at most 7 decimals, such as 1000.5, got {v!r}")
         return text
 

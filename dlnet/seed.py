@@ -38,14 +38,12 @@ from stellar_sdk import (
 from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
 from stellar_sdk.operation import Operation
 
+from dlnet.chain import STROOPS, Horizon, SubmitFailed, codes_text, parse_amount
 from dlnet.config import Network
-from dlnet.day2 import DlcSettings, parse_amount
+from dlnet.day2 import DlcSettings
 from dlnet.errors import DlnetError
-from dlnet.horizon import Horizon, SubmitFailed
 from dlnet.keys import secrets_dir
-from dlnet.observe import parallel
 
-STROOPS = Decimal(10_000_000)
 MAX_OPS_PER_TX = 100
 MAX_SIGNATURES = 20
 FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_clawback_enabled": 8}
@@ -269,8 +267,9 @@ class Chain:
         batches = self._pack(groups, channels[0])
         lanes: list[list[list[Step]]] = [batches[i :: len(channels)] for i in range(len(channels))]
         seqs = {}
+        found = self.h.accounts([ch.public_key for ch in channels])
         for ch in channels:
-            acc = self.h.account(ch.public_key)
+            acc = found.get(ch.public_key)
             if acc is None:
                 raise DlnetError(f"channel account {ch.public_key} missing after funding — re-run dlnet seed")
             seqs[ch.public_key] = int(acc["sequence"])
@@ -306,7 +305,8 @@ class Chain:
         for i, batch in enumerate(batches, start=1):
             if stop is not None and stop.is_set():
                 return
-            for attempt in range(3):
+            bad_seq = 0
+            while True:  # bounded: each pass either applies, rebuilds once for tx_bad_seq, or drops a step
                 builder = TransactionBuilder(
                     Account(source.public_key, seq), self.net.passphrase, base_fee=self.base_fee
                 ).set_timeout(300)
@@ -319,14 +319,26 @@ class Chain:
                     record = self.h.submit(tx.to_xdr(), tx.hash_hex(), self.progress)
                     break
                 except SubmitFailed as exc:
-                    if exc.tx_code == "tx_bad_seq" and attempt < 2:  # someone else used the account: re-read it
+                    if exc.tx_code == "tx_bad_seq" and bad_seq < 2:  # someone else used the account: re-read it
+                        bad_seq += 1
                         acc = self.h.account(source.public_key)
                         seq = int(acc["sequence"]) if acc else seq
                         self.progress(f"seed: {label} sequence changed under us, rebuilding transaction {i}")
                         continue
+                    # Holders are read in pages of the DLC's trustlines; an account that exists without one
+                    # (made elsewhere) is found here: drop its create_account and send the rest again.
+                    exists = [
+                        s for s, code in zip(batch, exc.op_codes, strict=False)
+                        if code == "op_already_exists" and isinstance(s.op, CreateAccount)
+                    ]
+                    if exists and len(exists) < len(batch):
+                        batch = [s for s in batch if s not in exists]
+                        seq += 1  # the failed transaction used its sequence number (and its fee)
+                        self.progress(f"seed: {label}: {len(exists)} account(s) already existed, resending")
+                        continue
                     raise DlnetError(
                         f"transaction {i}/{len(batches)} of the {label} ({', '.join(sorted({s.what for s in batch}))})"
-                        f" failed: {_codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix"
+                        f" failed: {codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix"
                         " the cause and re-run (it resumes)"
                     ) from None
             seq += 1
@@ -339,11 +351,6 @@ class Chain:
                 f"seed: {label} transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
                 f" {record.get('ledger')}"
             )
-
-
-def _codes_text(codes: dict[str, Any]) -> str:
-    ops = [c for c in codes.get("operations", []) if c != "op_success"]
-    return str(codes.get("transaction")) + (f" ({', '.join(ops)})" if ops else "")
 
 
 # ---- DLC -----------------------------------------------------------------------------------------
@@ -429,7 +436,11 @@ def plan_dlc(
             Step(ManageData(ISSUED_KEY, _amount(supply), source=issuer.public_key), issuer, f"issue {dlc.code}")
         )
     groups: list[list[Step]] = []
-    accounts = parallel([lambda kp=kp: chain.account(kp.public_key) for kp in holders], workers=16)
+    # Read less (Horizon rate-limits per IP): the DLC's trustlines come 200 accounts per request; a holder
+    # not among them is taken as missing (dlnet creates a holder and its trustline in one transaction), and
+    # the executor drops a create_account that finds the account already there.
+    lines = chain.h.accounts_holding(asset) if iss is not None and holders else {}
+    accounts = [lines.get(kp.public_key) for kp in holders]
     for kp, acc in zip(holders, accounts, strict=True):
         group: list[Step] = []
         if acc is None:
@@ -440,8 +451,9 @@ def plan_dlc(
         if group:
             groups.append(group)
     if groups and channels and len(channels) > 1:
-        found = parallel([lambda ch=ch: chain.account(ch.public_key) for ch in channels], workers=16)
-        for ch, acc in zip(channels, found, strict=True):
+        found = chain.h.accounts([ch.public_key for ch in channels])
+        for ch in channels:
+            acc = found.get(ch.public_key)
             if acc is None:
                 steps.append(
                     Step(

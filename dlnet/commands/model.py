@@ -8,10 +8,9 @@ import typer
 
 from dlnet import day2
 from dlnet import seed as sd
+from dlnet.chain import Horizon, parse_amount
 from dlnet.commands.common import ExtraVars, Inventory, Json, emit, progress
 from dlnet.commands.seed import FunderFile
-from dlnet.day2 import parse_amount
-from dlnet.horizon import Horizon
 
 model_app = typer.Typer(no_args_is_help=True, help="Models: DLM and VLM tokens issued per model (paper Table 1).")
 

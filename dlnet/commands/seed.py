@@ -9,9 +9,9 @@ import typer
 
 from dlnet import day2
 from dlnet import seed as sd
+from dlnet.chain import Horizon
 from dlnet.commands.common import ExtraVars, Inventory, Json, emit, progress
 from dlnet.errors import DlnetError
-from dlnet.horizon import Horizon
 
 FunderFile = Annotated[
     str | None,

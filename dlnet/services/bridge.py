@@ -16,12 +16,11 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -33,33 +32,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stellar_sdk import Asset, Keypair, StrKey
 from stellar_sdk.memo import HashMemo, IdMemo, Memo, TextMemo
 
+from dlnet import chain as chain_layer
 from dlnet.services import db
 from dlnet.services.auth import AdminToken
 from dlnet.services.chain import Chain, ChainError
 from dlnet.services.settings import BridgeSettings, keypair_from_file, read_secret
 from dlnet.services.web import ApiError, build_app, db_health, log, setup_logging
 
-_ASSET = re.compile(r"^([A-Za-z0-9]{1,12}):(G[A-Z2-7]{55})$")
-_MAX_AMOUNT = Decimal("922337203685.4775807")
-
 
 def parse_asset(text: str, what: str = "asset") -> Asset:
-    if text in ("native", "XLM"):
-        return Asset.native()
-    m = _ASSET.match(text)
-    if not m or not StrKey.is_valid_ed25519_public_key(m.group(2)):
-        raise ApiError(400, f"{what}: expected 'native' (XLM) or CODE:ISSUER, got {text[:80]!r}")
-    return Asset(m.group(1), m.group(2))
+    try:
+        return chain_layer.parse_asset(text, what)
+    except chain_layer.InputError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def parse_amount(text: str, what: str = "amount") -> Decimal:
     try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise ApiError(400, f"{what}: expected a decimal string such as \"12.5\", got {text[:40]!r}") from None
-    if not d.is_finite() or d <= 0 or d > _MAX_AMOUNT or d.as_tuple().exponent < -7:  # type: ignore[operator]
-        raise ApiError(400, f"{what}: expected a positive amount with at most 7 decimals, got {text[:40]!r}")
-    return d
+        return chain_layer.parse_amount(text, what)
+    except chain_layer.InputError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 class MemoIn(BaseModel):

@@ -12,6 +12,12 @@ operations (empty: use `result_codes` or /offers).
 Faults for tests: `inject("try_again_later")` -> 503 without queueing, `inject("timeout")` -> the
 transaction is queued (and will apply) but the reply is 504, as when Horizon gives up waiting;
 `ingest_lag` makes the root resource report history_latest_ledger behind core_latest_ledger.
+`rate_limit(n, retry_after=..., reset=...)`: the next n requests (any method) get Horizon's HTTP 429
+`rate_limit_exceeded` problem with its X-Ratelimit-* headers (and Retry-After when given), as Horizon's
+per-IP limiter answers; `requests` counts every request received (GET and POST).
+`unavailable(n)`: the next n requests answer HTTP 503.
+`/accounts?asset=CODE:ISSUER` and `/accounts?signer=G...` list accounts as Horizon does (ordered by id,
+paging_token = account id).
 
 Ledgers close on a background clock every `close_interval` seconds when transactions are queued
 (`idle_close=True`: always), at most `max_tx_set_size` operations each, so counting ledgers is meaningful.
@@ -64,6 +70,10 @@ class HorizonDouble:
         self.faults: list[str] = []
         self.ingest_lag = 0
         self.submissions = 0
+        self.requests = 0
+        self.limited = 0  # the next `limited` requests answer `limited_status` (429 or 503)
+        self.limited_status = 429
+        self.limit_headers: dict[str, str] = {}
         self.held = False  # True: no ledger closes (transactions queue up) until released
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -105,6 +115,22 @@ class HorizonDouble:
     def inject(self, *faults: str) -> None:
         """Faults consumed one per POST /transactions: 'try_again_later', 'timeout', 'server_error'."""
         self.faults.extend(faults)
+
+    def rate_limit(self, n: int, retry_after: float | None = None, reset: float | None = 1) -> None:
+        """Answer the next n requests with HTTP 429 rate_limit_exceeded (Horizon's per-IP limiter)."""
+        self.limited = n
+        self.limited_status = 429
+        self.limit_headers = {"X-Ratelimit-Limit": "3600", "X-Ratelimit-Remaining": "0"}
+        if reset is not None:
+            self.limit_headers["X-Ratelimit-Reset"] = str(reset)
+        if retry_after is not None:
+            self.limit_headers["Retry-After"] = str(retry_after)
+
+    def unavailable(self, n: int) -> None:
+        """Answer the next n requests (any method) with HTTP 503, as Horizon does while core is not ready."""
+        self.limited = n
+        self.limited_status = 503
+        self.limit_headers = {}
 
     def _closer(self) -> None:
         while not self._stop.wait(self.close_interval):
@@ -233,19 +259,60 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _send(self, status: int, body: dict[str, Any], content_type: str = "application/hal+json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: dict[str, Any],
+        content_type: str = "application/hal+json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _problem(self, status: int, kind: str, title: str, detail: str, extras: dict[str, Any] | None = None) -> None:
+    def _problem(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        extras: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         body: dict[str, Any] = {"type": PROBLEM + kind, "title": title, "status": status, "detail": detail}
         if extras is not None:
             body["extras"] = extras
-        self._send(status, body, "application/problem+json")
+        self._send(status, body, "application/problem+json", headers)
+
+    def _rate_limited(self) -> bool:
+        """Count the request; answer 429 as Horizon's limiter does while `limited` lasts."""
+        h = self.horizon
+        with h.ledger.lock:
+            h.requests += 1
+            if h.limited <= 0:
+                return False
+            h.limited -= 1
+        if self.command == "POST":  # the body is unread: drain it to keep the connection usable
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if h.limited_status == 503:
+            self._problem(503, "stale_history", "Historical DB Is Too Stale",
+                          "This horizon instance is configured to reject client requests when it falls behind.")
+            return True
+        self._problem(
+            429,
+            "rate_limit_exceeded",
+            "Rate Limit Exceeded",
+            "The rate limit for the requesting IP address is over its alloted limit.  The allowed limit and"
+            " requests left per time period are communicated to clients via the http response headers"
+            " 'X-RateLimit-*' headers.",
+            headers=h.limit_headers,
+        )
+        return True
 
     def _not_found(self) -> None:
         self._problem(
@@ -259,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- GET ----------------------------------------------------------------------------------
     def do_GET(self) -> None:
+        if self._rate_limited():
+            return
         h = self.horizon
         lg = h.ledger
         parts = urlsplit(self.path)
@@ -286,6 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "max_fee": {"min": fee, "mode": fee, "p50": fee, "max": fee},
                     },
                 )
+            if path == ["accounts"]:
+                return self._send(200, _page(_accounts_page(h, query), self.path))
             if path[0] == "accounts" and len(path) >= 2:
                 acc = lg.accounts.get(path[1])
                 if acc is None:
@@ -381,6 +452,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- POST ---------------------------------------------------------------------------------
     def do_POST(self) -> None:
+        if self._rate_limited():
+            return
         h = self.horizon
         if urlsplit(self.path).path.rstrip("/") != "/transactions":
             return self._not_found()
@@ -453,6 +526,25 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         return self._send(200, rec)
+
+
+def _accounts_page(h: HorizonDouble, query: dict[str, str]) -> list[dict[str, Any]]:
+    """GET /accounts?asset=CODE:ISSUER | signer=G...: ordered by account id, cursor = account id."""
+    lg = h.ledger
+    if "asset" in query:
+        code, _, issuer = query["asset"].partition(":")
+        accs = [a for a in lg.accounts.values() if (code, issuer) in a.trustlines]
+    elif "signer" in query:
+        accs = [a for a in lg.accounts.values() if a.id == query["signer"] or query["signer"] in a.signers]
+    else:
+        return []
+    desc = query.get("order", "asc") == "desc"
+    limit = max(1, min(int(query.get("limit", "10")), 200))
+    ids = sorted((a.id for a in accs), reverse=desc)
+    cursor = query.get("cursor")
+    if cursor:
+        ids = [i for i in ids if (i < cursor if desc else i > cursor)]
+    return [h.account_json(lg.accounts[i]) for i in ids[:limit]]
 
 
 def _public(rec: dict[str, Any]) -> dict[str, Any]:
