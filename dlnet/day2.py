@@ -138,6 +138,11 @@ def day2_from_inventory_json(data: dict[str, Any], inventory: str = "") -> Day2:
 
 def load(inventory: str | Path, extra_vars: list[str] | None = None) -> tuple[Network, Day2]:
     """The network and the day-2 settings, from one `ansible-inventory --list`."""
+    from dlnet.contract import scan
+
+    problems = scan(inventory)
+    if problems:
+        raise InventoryError(problems)
     data = ansible_inventory_json(inventory, extra_vars)
     return Network.from_inventory_json(data, str(inventory)), day2_from_inventory_json(data, str(inventory))
 
