@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -187,6 +188,104 @@ class ServicesNode(Host):
     ports: dict[str, PortNumber] = {}
 
 
+# Day-2 settings (dlnet upgrade / seed / exporter / status): dlnet_dlc, dlnet_upgrade, ...
+MAX_AMOUNT = Decimal("922337203685.4775807")  # int64 stroops
+_AMOUNT = re.compile(r"^\d{1,12}(\.\d{1,7})?$")
+_ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
+
+Flag = Literal["auth_required", "auth_revocable", "auth_clawback_enabled"]
+
+
+def parse_amount(value: object, what: str) -> Decimal:
+    """A positive Stellar amount (at most 7 decimals, at most int64 stroops); DlnetError otherwise."""
+    text = str(value).strip()
+    try:
+        amount = Decimal(text) if _AMOUNT.match(text) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or amount <= 0 or amount > MAX_AMOUNT:
+        raise DlnetError(
+            f"{what}: expected a positive amount with at most 7 decimals, at most {MAX_AMOUNT}, got {text!r}"
+            " — write it like 1000000 or 12.5"
+        )
+    return amount
+
+
+class DlcSettings(_Strict):
+    code: str = "DLC"
+    supply: str = "1000000000"
+    # Unset: the first organisation's home domain (its stellar.toml describes the asset).
+    home_domain: str | None = None
+    flags: list[Flag] = ["auth_required", "auth_revocable", "auth_clawback_enabled"]
+    issuer_starting_balance: str = "100"
+    distributor_starting_balance: str = "100"
+    # Computing partners that get a funded account with an authorized DLC trustline (keys kept 0600).
+    holders: Int = Field(default=0, ge=0, le=100_000)
+    holder_starting_balance: str = "50"
+    # Holder accounts are created through this many channel accounts in parallel (one transaction per channel
+    # in flight, so no sequence number is shared): up to N transactions per ledger. 0 or 1: one at a time.
+    channels: Int = Field(default=8, ge=0, le=19)
+    channel_starting_balance: str = "30"
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not _ASSET_CODE.match(v):
+            raise ValueError(f"expected 1 to 12 letters or digits such as DLC, got {v!r}")
+        return v
+
+    @field_validator(
+        "supply",
+        "issuer_starting_balance",
+        "distributor_starting_balance",
+        "holder_starting_balance",
+        "channel_starting_balance",
+        mode="before",
+    )
+    @classmethod
+    def _amount(cls, v: object) -> str:
+        text = str(v).strip()
+        if not _AMOUNT.match(text) or Decimal(text) <= 0 or Decimal(text) > MAX_AMOUNT:
+            raise ValueError(f"expected a positive amount with at most 7 decimals, such as 1000.5, got {v!r}")
+        return text
+
+    @field_validator("home_domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not (0 < len(v) <= 32 and _DOMAIN.match(v)):
+            raise ValueError(
+                f"expected a DNS name of at most 32 characters (Stellar's limit) such as org1.example.com, got {v!r}"
+            )
+        return v
+
+
+class UpgradeSettings(_Strict):
+    # What `dlnet upgrade` with no value flags applies (unset: leave as is).
+    protocol: Int | None = Field(default=None, ge=1)
+    base_fee: Int | None = Field(default=None, ge=1)
+    base_reserve: Int | None = Field(default=None, ge=1)
+    max_tx_set_size: Int | None = Field(default=None, ge=1)
+    lead_seconds: Int = Field(default=10, ge=0, le=3600)
+    deadline_seconds: Int = Field(default=120, ge=1, le=86400)
+
+
+class Day2(_Strict):
+    dlc: DlcSettings = DlcSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
+    exporter_port: PortNumber = 9470
+    exporter_listen: Address = "127.0.0.1"
+    admin_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
+_DAY2_VARS = {
+    "dlc": "dlnet_dlc",
+    "upgrade": "dlnet_upgrade",
+    "exporter_port": "dlnet_exporter_port",
+    "exporter_listen": "dlnet_exporter_listen",
+    "admin_timeout_seconds": "dlnet_admin_timeout_seconds",
+}
+
+
 class Network(_Strict):
     env: SafeName
     passphrase: str = Field(min_length=1)
@@ -205,6 +304,7 @@ class Network(_Strict):
     exporters: Exporters = Exporters()
     services_enabled: ServiceSwitches = ServiceSwitches()
     services: list[ServicesNode] = []
+    day2: Day2 = Day2()
     inventory: str = ""
 
     @field_validator("passphrase")
@@ -319,12 +419,14 @@ class Network(_Strict):
                 }
                 for n in hosts(GROUPS["services"])
             ],
+            "day2": {field: common[var] for field, var in _DAY2_VARS.items() if var in common},
             "inventory": inventory,
         }
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise InventoryError([_explain(e, raw, inventory) for e in exc.errors()]) from None
+            # dict.fromkeys: one line per problem even when two fields read the same variable.
+            raise InventoryError(list(dict.fromkeys(_explain(e, raw, inventory) for e in exc.errors()))) from None
 
 
 # What each model field is called in the inventory, so messages name what the operator edits.
@@ -364,13 +466,17 @@ def _explain(err: Any, raw: dict[str, Any], inventory: str) -> str:
     if loc and loc[0] in _HOST_GROUPS and len(loc) >= 3 and isinstance(loc[1], int):
         group, idx, field = loc[0], loc[1], str(loc[2])
         hostname = raw[group][idx]["name"]
-        if group == "validators":
+        if field == "address":
+            var = "dlnet_address"
+        elif group == "validators":
             var = _INVENTORY_NAMES.get(field)
         elif group == "services":
             var = f"dlnet_{loc[3]}_port" if field == "ports" and len(loc) > 3 else field
         else:
             var = _HOST_FIELD_VARS[group] + field
         where = f"host {hostname}: {var or field}"
+    elif len(loc) >= 2 and loc[0] == "day2":
+        where = ".".join([_DAY2_VARS.get(str(loc[1]), str(loc[1])), *[str(p) for p in loc[2:]]])
     elif len(loc) == 2 and loc[0] == "exporters":
         where = _EXPORTER_VARS.get(str(loc[1]), str(loc[1]))
     else:
@@ -384,6 +490,8 @@ def _explain(err: Any, raw: dict[str, Any], inventory: str) -> str:
         msg = f"unknown key (got {got!r}) — check its spelling against inventories/sample/"
     elif "got" not in msg:
         msg = f"{msg}, got {got!r}"
+    if " — " not in msg:
+        msg += " — fix it in the inventory (inventories/sample/ documents every knob)"
     return f"{inventory or 'inventory'}: {where}: {msg}"
 
 

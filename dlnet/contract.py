@@ -293,10 +293,11 @@ def scan(inventory: str | Path, root: Path = KIT_ROOT) -> list[str]:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-            out.append(
-                f"{path}{line}: not valid YAML — expected a YAML mapping, got {exc.problem or exc}"
-                " — fix the file at that line"
-            )
+            problem = str(exc.problem or exc)
+            if "defined twice" in problem:
+                out.append(f"{path}{line}: {problem}")
+            else:
+                out.append(f"{path}{line}: not valid YAML — {problem} — fix the file at that line")
         except yaml.YAMLError as exc:
             out.append(f"{path}: not valid YAML — {exc} — fix the file")
         return None

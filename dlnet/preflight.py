@@ -81,6 +81,8 @@ def check_network(
                 " — pick a supported release (the config template knows 19 to 27)"
             )
         problems += [f"{inv}: {p}" for p in quorum_gate(net)[0]]
+    elif net.validators:  # stellar-core off: its hosts must still name known organisations
+        problems += [f"{inv}: {p}" for p in _check_organisations(net) if "is not in dlnet_organisations" in p]
     if check_artifacts:
         problems += [f"{inv}: {p}" for p in _check_artifacts(net, artifacts or Artifacts.resolve())]
     problems += [f"{inv}: {p}" for p in _check_state(net, reset)]
