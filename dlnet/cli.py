@@ -72,7 +72,7 @@ def check(
     problems = preflight.check_network(net, reset=reset, check_artifacts=artifacts)
     if problems:
         raise InventoryError(problems)
-    analysis = quorum.analyse(preflight.qsets_for(net), _orgs(net)) if net.validators else None
+    analysis = preflight.quorum_gate(net)[1]
     summary = {
         "env": net.env,
         "ok": True,
@@ -89,28 +89,46 @@ def check(
     )
 
 
-def _orgs(net: object) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in net.validators:  # type: ignore[attr-defined]
-        out.setdefault(v.organisation, []).append(v.name)
-    return out
-
-
 @app.command("quorum")
 def quorum_cmd(inventory: Inventory = "inventories/local", extra_vars: ExtraVars = None, as_json: Json = False) -> None:
-    """Show each validator's quorum set (as stellar-core will generate it) and what it tolerates."""
+    """Show each validator's quorum set (as stellar-core will generate it), whether every two quorums
+    intersect, and the smallest set of failures that stops a validator: the verdict of `dlnet check`."""
     net = load_network(inventory, extra_vars)
-    qsets = preflight.qsets_for(net)
-    analysis = quorum.analyse(qsets, _orgs(net))
+    if not (net.components.stellar_core and net.validators):
+        raise DlnetError(
+            f"{inventory}: no validator to analyse — expected dlnet_components.stellar_core on and hosts in group"
+            " 'stellar_core', got " + ("stellar_core off" if not net.components.stellar_core else "an empty group")
+            + " — switch it on or add validators (see inventories/sample/hosts.yml)"
+        )
+    problems, analysis = preflight.quorum_gate(net)
+    if analysis is None:  # the organisations are wrong: nothing meaningful to analyse
+        raise InventoryError([f"{inventory}: {p}" for p in problems])
+    qsets = analysis.qsets
+    failed, stalled = analysis.breaking or ([], [])
     payload = {
         "qsets": {k: v.to_json() for k, v in qsets.items()},
         "failure_safety": {k: quorum.failure_safety(v) for k, v in qsets.items()},
-        "intersection": analysis.disjoint is None if analysis.exact else None,
+        "intersection": analysis.intersection,
+        "disjoint_quorums": list(analysis.disjoint) if analysis.disjoint else None,
         "tolerates": analysis.tolerates,
+        "smallest_breaking_set": failed,
+        "stalled_by_it": stalled,
+        "ok": not problems,
+        "problems": problems,
     }
     lines = [f"{k}: {json.dumps(v.to_json())} (FAILURE_SAFETY {quorum.failure_safety(v)})" for k, v in qsets.items()]
-    lines.append(f"intersection: {payload['intersection']}; tolerates {analysis.tolerates} failed validator(s)")
+    lines.append(
+        "intersection: yes (every two quorums share a validator)"
+        if analysis.intersection
+        else f"intersection: NO — disjoint quorums {analysis.disjoint[0]} and {analysis.disjoint[1]}"  # type: ignore[index]
+    )
+    lines.append(
+        f"tolerates {analysis.tolerates} failed validator(s); smallest set that stops a validator: {', '.join(failed)}"
+        + (f" (then {', '.join(stalled)} stop)" if stalled else "")
+    )
     _emit(as_json, payload, "\n".join(lines))
+    if problems:
+        raise InventoryError([f"{inventory}: {p}" for p in problems])
 
 
 @keys_app.command("ensure")

@@ -75,10 +75,9 @@ def check_network(
     if net.components.stellar_core and net.validators:
         horizon = net.horizon_version if net.components.horizon and net.horizon else None
         problems += [f"{inv}: {p}" for p in compat.check_pair(net.stellar_core_version, horizon, net.upgrade_protocol)]
-        org_problems = _check_organisations(net)
-        problems += [f"{inv}: {p}" for p in org_problems]
-        if not org_problems:
-            problems += [f"{inv}: {p}" for p in check_quorum(net)]
+        problems += [f"{inv}: {p}" for p in quorum_gate(net)[0]]
+    elif net.validators:  # stellar-core off: its hosts must still name known organisations
+        problems += [f"{inv}: {p}" for p in _check_organisations(net) if "is not in dlnet_organisations" in p]
     if check_artifacts:
         problems += [f"{inv}: {p}" for p in _check_artifacts(net, artifacts or Artifacts.resolve())]
     problems += [f"{inv}: {p}" for p in _check_state(net, reset)]
@@ -212,13 +211,23 @@ def _check_organisations(net: Network) -> list[str]:
     return out
 
 
-def check_quorum(net: Network) -> list[str]:
+def quorum_gate(net: Network) -> tuple[list[str], quorum.Analysis | None]:
+    """The organisations' checks, then the quorum gate: what `dlnet check` and `dlnet quorum` both run.
+
+    Returns the problems and the analysis (None when the organisations are wrong or nothing to analyse)."""
+    if not (net.components.stellar_core and net.validators):
+        return [], None
+    problems = _check_organisations(net)
+    if problems:
+        return problems, None
+    analysis = quorum.analyse(qsets_for(net))
+    return check_quorum(net, analysis), analysis
+
+
+def check_quorum(net: Network, analysis: quorum.Analysis | None = None) -> list[str]:
     """The quorum safety gate: intersection, stellar-core's own refusal, and the failures to survive."""
     out = []
-    qsets = qsets_for(net)
-    orgs: dict[str, list[str]] = defaultdict(list)
-    for v in net.validators:
-        orgs[v.organisation].append(v.name)
+    qsets = analysis.qsets if analysis else qsets_for(net)
     if not net.quorum.unsafe:
         for v in net.validators:
             q = qsets[v.name]
@@ -231,7 +240,8 @@ def check_quorum(net: Network) -> list[str]:
                     " or 4+ organisations; dlnet_quorum.unsafe: true accepts it (never in production)"
                 )
                 break
-    analysis = quorum.analyse(qsets, orgs)
+    if analysis is None:
+        analysis = quorum.analyse(qsets)
     if analysis.disjoint:
         a, b = analysis.disjoint
         out.append(

@@ -128,7 +128,44 @@ def test_tolerated_failures(orgs: dict[str, int], tolerates: int) -> None:
         assert stalled or len(failed) == len(qsets)
 
 
-def test_search_limit_is_reported_not_guessed() -> None:
-    qsets, names = _network({f"o{i}": 3 for i in range(10)})  # 4^10 states
+@pytest.mark.parametrize("n", [10, 30])
+def test_large_networks_are_analysed_exactly(n: int) -> None:
+    # Above the old 300,000-state limit: every organisation trusts every other, so quorums intersect, and
+    # stopping any one validator takes blocking ceil(n/3)-ish organisations' majorities.
+    qsets, names = _network({f"o{i}": 3 for i in range(n)})
     analysis = quorum.analyse(qsets, names)
-    assert not analysis.exact and analysis.notes
+    assert analysis.intersection and not analysis.notes
+    top = quorum.default_threshold(n, 67)
+    assert analysis.tolerates == 2 * (n - top + 1) - 1
+
+
+def test_large_split_network_is_found() -> None:
+    # 30 organisations in two camps that trust only their own camp: two disjoint quorums.
+    orgs = {f"o{i}": 3 for i in range(30)}
+    camp = {o: [p for p in orgs if (int(p[1:]) < 15) == (int(o[1:]) < 15)] for o in orgs}
+    qsets, names = _network(orgs, trusts=camp)
+    a, b = quorum.analyse(qsets, names).disjoint or ([], [])
+    assert a and b and set(a).isdisjoint(b)
+    assert quorum.max_quorum(a, qsets) == set(a) and quorum.max_quorum(b, qsets) == set(b)
+
+
+@pytest.mark.parametrize(
+    "orgs,trusts",
+    [
+        ({"a": 3, "b": 3, "c": 3, "d": 3}, None),
+        ({"a": 3, "b": 3}, {"a": ["a", "b"], "b": ["b"]}),
+        ({"a": 2, "b": 2, "c": 1}, {"a": ["a", "b"], "b": ["b", "c"], "c": ["c", "a"]}),
+        ({"a": 1, "b": 1, "c": 1, "d": 1}, None),
+    ],
+)
+def test_smallest_breaking_set_agrees_with_brute_force(orgs: dict[str, int], trusts: dict | None) -> None:
+    qsets, names = _network(orgs, "MEDIUM", trusts)
+    nodes = sorted(qsets)
+
+    def breaks(failed: set[str]) -> bool:
+        alive = set(nodes) - failed
+        return not alive or quorum.max_quorum(alive, qsets) != alive
+
+    smallest = next(r for r in range(1, len(nodes) + 1) for s in itertools.combinations(nodes, r) if breaks(set(s)))
+    failed, _ = quorum.analyse(qsets, names).breaking or ([], [])
+    assert len(failed) == smallest and breaks(set(failed))
