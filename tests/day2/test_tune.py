@@ -200,3 +200,30 @@ def test_plan_refuses_nonsense():
         with pytest.raises(ld.LoadError, match=msg):
             plan.check()
     assert ld.Plan(100, 30).channels_needed(5) == 1500
+
+
+def test_status_and_exporter_show_the_tuned_size(tmp_path, monkeypatch):
+    from prometheus_client import generate_latest
+
+    from dlnet import status
+    from dlnet.config import Network
+    from dlnet.exporter import registry_for
+    from dlnet.preflight import state_dir
+
+    monkeypatch.setenv("DLNET_STATE_DIR", str(tmp_path))
+    out, _ = _run(tn.Spec(max_rate=400, steps=1, window=15, idle_window=15), lambda r: _m(r, p95=5.9))
+    net = Network.model_construct(
+        env="tunetest",
+        validators=[],
+        horizon=[],
+        postgres=[],
+        ipfs=[],
+        prometheus=[],
+        components=Network.model_fields["components"].default,
+    )
+    tn.save(out, state_dir("tunetest"))
+    text = status.table(status.gather(net, 0.5))
+    assert "max tx set size 4000 (tuned on " in text and "close p95 5.90 s)" in text
+    metrics = generate_latest(registry_for(net, 0.5)[0]).decode()
+    assert 'dlnet_tune_max_tx_set_size{environment="tunetest"} 4000.0' in metrics
+    assert 'dlnet_tune_close_p95_seconds{environment="tunetest"} 5.9' in metrics
