@@ -16,9 +16,11 @@ import typer
 
 from dlnet import keys, preflight, quorum
 from dlnet.commands.exporter import exporter as exporter_cmd
+from dlnet.commands.load import load as load_cmd
 from dlnet.commands.model import model_app
 from dlnet.commands.seed import seed as seed_cmd
 from dlnet.commands.status import status as status_cmd
+from dlnet.commands.tune import tune as tune_cmd
 from dlnet.commands.upgrade import upgrade as upgrade_cmd
 from dlnet.config import load_network
 from dlnet.errors import DlnetError, InventoryError
@@ -31,6 +33,8 @@ app.command("exporter")(exporter_cmd)
 app.command("upgrade")(upgrade_cmd)
 app.command("status")(status_cmd)
 app.command("seed")(seed_cmd)
+app.command("load")(load_cmd)
+app.command("tune")(tune_cmd)
 app.add_typer(model_app, name="model")
 # Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.
 from dlnet.services.cli import serve_app, services_app  # noqa: E402 - registered beside the other sub-apps

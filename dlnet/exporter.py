@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -105,9 +106,7 @@ class DlnetCollector(Collector):
     ) -> None:
         self.net = net
         self.timeout = timeout
-        self.client = client or httpx.Client(
-            timeout=timeout, trust_env=False, limits=httpx.Limits(max_connections=100)
-        )
+        self.client = client or httpx.Client(timeout=timeout, trust_env=False, limits=httpx.Limits(max_connections=100))
         self.clock = clock
         self._lock = threading.Lock()  # scrapes may overlap; the histograms must not
         self.hist: dict[str, CloseHistogram] = {}
@@ -118,9 +117,7 @@ class DlnetCollector(Collector):
 
     def _horizon_urls(self) -> list[tuple[str, str]]:
         return (
-            [(h.name, f"http://{h.address}:{h.port}") for h in self.net.horizon]
-            if self.net.components.horizon
-            else []
+            [(h.name, f"http://{h.address}:{h.port}") for h in self.net.horizon] if self.net.components.horizon else []
         )
 
     def collect(self) -> Iterator[Metric]:
@@ -133,15 +130,14 @@ class DlnetCollector(Collector):
             )
             for v in self.net.validators
         ]
-        jobs += [
-            (lambda n=n, u=u: probe_horizon(n, u, self.timeout, self.client)) for n, u in self._horizon_urls()
-        ]
+        jobs += [(lambda n=n, u=u: probe_horizon(n, u, self.timeout, self.client)) for n, u in self._horizon_urls()]
         results = parallel(jobs)  # type: ignore[arg-type]
         vprobes = [r for r in results if isinstance(r, ValidatorProbe)]
         hprobes = [r for r in results if isinstance(r, HorizonProbe)]
         with self._lock:
             yield from self._validator_metrics(env, vprobes, hprobes)
         yield from self._horizon_metrics(vprobes, hprobes)
+        yield from self._tune_metrics(env)
         scrape = GaugeMetricFamily(
             "dlnet_exporter_scrape_duration_seconds",
             "Time the exporter spent probing one target during this scrape.",
@@ -151,9 +147,35 @@ class DlnetCollector(Collector):
             scrape.add_metric([p.name], p.seconds)
         yield scrape
 
-    def _known_close_times(
-        self, vprobes: list[ValidatorProbe], hprobes: list[HorizonProbe]
-    ) -> dict[int, int]:
+    def _tune_metrics(self, env: str) -> Iterator[Metric]:
+        """The last `dlnet tune` result, from the environment's state dir (absent until a run applied one)."""
+        from dlnet import tune
+        from dlnet.preflight import state_dir
+
+        rec = tune.load_record(state_dir(env))
+        if not rec:
+            return
+        c = rec["chosen"]
+        when = datetime.strptime(str(rec["at"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        for name, doc, value in (
+            (
+                "dlnet_tune_max_tx_set_size",
+                "max tx set size chosen by the last dlnet tune run.",
+                rec.get("size_applied"),
+            ),
+            ("dlnet_tune_timestamp_seconds", "When the last dlnet tune run started (Unix time).", when),
+            ("dlnet_tune_rate_tps", "Offered tx/s of the chosen step.", c.get("rate")),
+            ("dlnet_tune_applied_tps", "Applied tx/s of the chosen step.", c.get("applied_tps")),
+            ("dlnet_tune_close_p50_seconds", "Close time p50 of the chosen step.", c.get("p50")),
+            ("dlnet_tune_close_p95_seconds", "Close time p95 of the chosen step.", c.get("p95")),
+            ("dlnet_tune_idle_close_p95_seconds", "Idle close time p95 measured by the run.", rec["idle"].get("p95")),
+        ):
+            if value is not None:
+                g = GaugeMetricFamily(name, doc, labels=["environment"])
+                g.add_metric([env], float(value))
+                yield g
+
+    def _known_close_times(self, vprobes: list[ValidatorProbe], hprobes: list[HorizonProbe]) -> dict[int, int]:
         horizon = next((h for h in hprobes if h.up), None)
         if horizon is None:
             return {}
@@ -182,9 +204,7 @@ class DlnetCollector(Collector):
         proto = g("dlnet_ledger_protocol_version", "Ledger protocol version in the latest ledger header.")
         maxtx = g("dlnet_ledger_max_tx_set_size", "maxTxSetSize in the latest ledger header (operations).")
         fee = g("dlnet_ledger_base_fee_stroops", "Base fee in the latest ledger header, in stroops.")
-        reserve = g(
-            "dlnet_ledger_base_reserve_stroops", "Base reserve in the latest ledger header, in stroops."
-        )
+        reserve = g("dlnet_ledger_base_reserve_stroops", "Base reserve in the latest ledger header, in stroops.")
         ops_last = g("dlnet_ledger_operations_per_ledger", "Operations applied in the latest ledger.")
         agree = g("dlnet_quorum_agree", "Validators of the quorum set agreeing with this one.")
         missing = g("dlnet_quorum_missing", "Validators of the quorum set missing.")
@@ -280,12 +300,8 @@ class DlnetCollector(Collector):
         self._ops_per_ledger = out
         return out
 
-    def _horizon_metrics(
-        self, vprobes: list[ValidatorProbe], hprobes: list[HorizonProbe]
-    ) -> Iterator[Metric]:
-        hup = GaugeMetricFamily(
-            "dlnet_horizon_up", "1 if Horizon's root resource answered.", labels=["horizon"]
-        )
+    def _horizon_metrics(self, vprobes: list[ValidatorProbe], hprobes: list[HorizonProbe]) -> Iterator[Metric]:
+        hup = GaugeMetricFamily("dlnet_horizon_up", "1 if Horizon's root resource answered.", labels=["horizon"])
         lag = GaugeMetricFamily(
             "dlnet_horizon_ingest_lag_ledgers",
             "Ledgers the validators closed that Horizon has not ingested yet.",

@@ -71,6 +71,15 @@ def gather(net: Network, timeout: float) -> dict[str, Any]:
             out["horizon"].append(entry)
         elif isinstance(r, Probe):
             out[r.kind].append({"name": r.name, "url": r.url, "up": r.up, "error": r.error, **r.detail})
+    from dlnet import tune
+    from dlnet.preflight import state_dir
+
+    rec = tune.load_record(state_dir(net.env))
+    out["tuned"] = (
+        {"line": tune.summary_line(rec), "size": rec.get("size_applied"), "at": rec.get("at"), **rec["chosen"]}
+        if rec
+        else None
+    )
     out["healthy"] = all(
         e["up"] for k in ("validators", "horizon", "postgres", "ipfs", "prometheus") for e in out[k]
     ) and all(e.get("synced", True) for e in out["validators"])
@@ -141,5 +150,7 @@ def table(status: dict[str, Any]) -> str:
     lines = [
         "  ".join([c.ljust(w) for c, w in zip(r[:3], widths, strict=True)] + [r[3]]).rstrip() for r in [head, *rows]
     ]
+    if status.get("tuned"):
+        lines.append(status["tuned"]["line"])
     lines.append(f"{status['env']}: {'healthy' if status['healthy'] else 'NOT healthy'}")
     return "\n".join(lines)

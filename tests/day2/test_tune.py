@@ -1,0 +1,229 @@
+"""dlnet tune's decisions (SLO arithmetic, binary search, bad input, restoring the size) and the engine's
+statistics, driven by measured steps given by the test (no timing, no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dlnet import load as ld
+from dlnet import tune as tn
+from dlnet.cli import main
+
+IDLE = tn.Idle(p50=5.0, p95=6.0, mean=5.2, ledgers=10)
+
+
+def _m(rate, p50=5.0, p95=6.0, refused=0, offered=None, ledgers=6, accepted=100, applied=100):
+    return tn.Measured(
+        rate,
+        offered if offered is not None else rate,
+        rate,
+        p50,
+        p95,
+        accepted=accepted,
+        applied=applied,
+        refused_queue=refused,
+        ledgers=ledgers,
+    )
+
+
+def test_limits_are_idle_plus_slo():
+    assert tn.limits(IDLE, 0.05) == pytest.approx((5.25, 6.3))
+
+
+@pytest.mark.parametrize(
+    ("m", "ok", "why"),
+    [
+        (_m(100), True, "within SLO"),
+        (_m(100, p50=5.3), False, "p50 5.30s > 5.25s"),
+        (_m(100, p95=6.31), False, "p95 6.31s > 6.30s"),
+        (_m(100, refused=3), False, "3 refused for queue limits"),
+        (_m(100, applied=90), False, "10 accepted but not applied"),
+        (_m(100, ledgers=2), False, "only 2 ledgers"),
+    ],
+)
+def test_judge(m, ok, why):
+    step = tn.judge(m, IDLE, 0.05, 1000)
+    assert step.ok is ok
+    assert why in step.reason
+
+
+def test_generator_ceiling_is_reported():
+    step = tn.judge(_m(1000, offered=600), IDLE, 0.05, 10000)
+    assert step.ceiling and step.ok and "generator ceiling" in step.reason
+
+
+def _run(spec, network, size_before=100, set_size=None):
+    """network: rate -> Measured; returns the outcome and the sizes set."""
+    sizes = []
+    out = tn.run(
+        spec,
+        size_before=size_before,
+        measure_idle=lambda: IDLE,
+        measure_step=lambda rate, size: network(rate),
+        set_size=set_size or sizes.append,
+    )
+    return out, sizes
+
+
+def test_binary_search_finds_the_knee_and_applies_its_size():
+    spec = tn.Spec(min_rate=100, max_rate=1600, steps=6, window=15, idle_window=15)
+    # The close time stretches above 800 tx/s (the upstream measurement's knee).
+    out, sizes = _run(spec, lambda r: _m(r, p50=5.0 if r <= 800 else 6.0, p95=6.0 if r <= 800 else 7.0))
+    rates = [s.rate for s in out.steps]
+    assert rates[:3] == [1600, 850, 475]
+    assert out.chosen is not None and out.chosen.rate <= 800
+    assert all(s.rate > 800 for s in out.steps if not s.ok)
+    assert out.next_larger is not None and not out.next_larger.ok
+    assert out.size_applied == spec.size_for(out.chosen.rate) == sizes[-1]
+    assert sizes[0] == spec.size_for(1600)
+
+
+def test_top_of_range_accepted_stops_at_once():
+    out, sizes = _run(tn.Spec(max_rate=400, steps=5, window=15, idle_window=15), lambda r: _m(r))
+    assert [s.rate for s in out.steps] == [400]
+    assert out.stopped == "done" and out.size_applied == 4000 and sizes == [4000]
+
+
+def test_no_step_within_slo_restores_size_before():
+    out, sizes = _run(tn.Spec(steps=3, window=15, idle_window=15), lambda r: _m(r, refused=1), size_before=777)
+    assert out.chosen is None and out.size_applied == 777 and sizes[-1] == 777
+
+
+def test_dry_run_changes_nothing():
+    out, sizes = _run(tn.Spec(steps=3, window=15, idle_window=15, dry_run=True), lambda r: _m(r))
+    assert sizes == [] and out.size_applied is None
+    assert all(s.size == 100 for s in out.steps)
+
+
+def test_interrupt_restores_the_size_in_force_before():
+    calls = {"n": 0}
+
+    def network(rate):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return _m(rate, p50=9.0)
+
+    sizes = []
+    with pytest.raises(KeyboardInterrupt):
+        tn.run(
+            tn.Spec(steps=5, window=15, idle_window=15),
+            size_before=321,
+            measure_idle=lambda: IDLE,
+            measure_step=lambda r, s: network(r),
+            set_size=sizes.append,
+        )
+    assert sizes[0] != 321 and sizes[-1] == 321
+
+
+def test_deadline_bounds_the_search():
+    t = iter(range(0, 100000, 1000))
+    out = tn.run(
+        tn.Spec(steps=10, window=15, idle_window=15, deadline=2500),
+        size_before=100,
+        measure_idle=lambda: IDLE,
+        measure_step=lambda r, s: _m(r, p50=9),
+        set_size=lambda n: None,
+        clock=lambda: next(t),
+    )
+    assert out.stopped == "deadline" and len(out.steps) < 10
+
+
+@pytest.mark.parametrize(
+    ("spec", "msg"),
+    [
+        (tn.Spec(slo=0), "--slo 0"),
+        (tn.Spec(slo=-0.1), "--slo -0.1"),
+        (tn.Spec(window=14.9), "expected at least 3 ledgers"),
+        (tn.Spec(idle_window=2, close_target=1), "--idle-window 2s"),
+        (tn.Spec(min_rate=0), "--min-rate 0"),
+        (tn.Spec(max_rate=-5), "--max-rate -5"),
+        (tn.Spec(min_size=0), "--min-size 0"),
+    ],
+)
+def test_bad_input_refused_before_anything(spec, msg):
+    touched = []
+    with pytest.raises(tn.TuneError, match="tune: ") as err:
+        tn.run(
+            spec,
+            size_before=100,
+            measure_idle=lambda: touched.append("idle") or IDLE,
+            measure_step=lambda r, s: touched.append("step"),
+            set_size=touched.append,
+        )
+    assert msg in str(err.value) and touched == []
+
+
+def test_protocol_zero_refused():
+    with pytest.raises(tn.TuneError, match="protocol v1 0"):
+        tn.check_protocol({"v1": 0, "v2": 19})
+    tn.check_protocol({"v1": 19})
+
+
+def test_cli_refuses_bad_input_without_an_inventory(capsys):
+    assert main(["tune", "-i", "/nonexistent", "--slo", "0"]) == 1
+    assert "--slo 0" in capsys.readouterr().err
+    assert main(["load", "-i", "/nonexistent", "--rate", "-1"]) == 1
+    assert "--rate -1" in capsys.readouterr().err
+
+
+def test_record_and_status_line(tmp_path):
+    out, _ = _run(tn.Spec(max_rate=400, steps=1, window=15, idle_window=15), lambda r: _m(r, p95=5.9))
+    tn.save(out, tmp_path)
+    rec = tn.load_record(tmp_path)
+    assert rec is not None
+    line = tn.summary_line(rec)
+    assert line.startswith("max tx set size 4000 (tuned on ") and "at 400 tx/s, close p95 5.90 s)" in line
+    assert tn.plot(out, tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_close_stats_from_watched_ledgers():
+    closes = [ld.Close(10 + i, 1000 + 5 * i, 100.0 + 5 * i + (0.5 if i == 3 else 0), txs=i, ops=i) for i in range(5)]
+    st = ld.close_stats(closes)
+    assert st.ledgers == 4 and st.txs == 1 + 2 + 3 + 4 and st.header_gaps == [5, 5, 5, 5]
+    assert st.gaps == [5.0, 5.0, 5.5, 4.5] and st.p50 == 5.0
+    assert ld.percentile([1, 2, 3, 4], 50) == 2.5
+
+
+def test_result_code_of_a_recorded_error():
+    # The recorded 19.14 answer to a transaction at protocol 0 (tests/doubles/reference).
+    assert ld.result_code("AAAAAAAAAGT////0AAAAAA==") == "txNOT_SUPPORTED"
+
+
+def test_plan_refuses_nonsense():
+    for plan, msg in (
+        (ld.Plan(0, 10), "--rate 0"),
+        (ld.Plan(10, 0), "--duration 0"),
+        (ld.Plan(10, 5, accounts=0), "--accounts 0"),
+        (ld.Plan(10, 5, offers=2), "--offers 2"),
+    ):
+        with pytest.raises(ld.LoadError, match=msg):
+            plan.check()
+    assert ld.Plan(100, 30).channels_needed(5) == 1500
+
+
+def test_status_and_exporter_show_the_tuned_size(tmp_path, monkeypatch):
+    from prometheus_client import generate_latest
+
+    from dlnet import status
+    from dlnet.config import Network
+    from dlnet.exporter import registry_for
+    from dlnet.preflight import state_dir
+
+    monkeypatch.setenv("DLNET_STATE_DIR", str(tmp_path))
+    out, _ = _run(tn.Spec(max_rate=400, steps=1, window=15, idle_window=15), lambda r: _m(r, p95=5.9))
+    net = Network.model_construct(
+        env="tunetest",
+        validators=[],
+        horizon=[],
+        postgres=[],
+        ipfs=[],
+        prometheus=[],
+        components=Network.model_fields["components"].default,
+    )
+    tn.save(out, state_dir("tunetest"))
+    text = status.table(status.gather(net, 0.5))
+    assert "max tx set size 4000 (tuned on " in text and "close p95 5.90 s)" in text
+    metrics = generate_latest(registry_for(net, 0.5)[0]).decode()
+    assert 'dlnet_tune_max_tx_set_size{environment="tunetest"} 4000.0' in metrics
+    assert 'dlnet_tune_close_p95_seconds{environment="tunetest"} 5.9' in metrics
