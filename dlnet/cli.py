@@ -18,6 +18,7 @@ from dlnet import keys, preflight, quorum
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.model import model_app
+from dlnet.commands.root import lock_root as lock_root_cmd
 from dlnet.commands.seed import seed as seed_cmd
 from dlnet.commands.status import status as status_cmd
 from dlnet.commands.tune import tune as tune_cmd
@@ -33,6 +34,7 @@ app.command("exporter")(exporter_cmd)
 app.command("upgrade")(upgrade_cmd)
 app.command("status")(status_cmd)
 app.command("seed")(seed_cmd)
+app.command("lock-root")(lock_root_cmd)
 app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
 app.add_typer(model_app, name="model")

@@ -98,10 +98,22 @@ def holder_keys(env: str, count: int) -> list[Keypair]:
         raise DlnetError(f"holders: {path} holds a line that is not a secret seed — restore it from backup") from None
 
 
+FUNDER = "funder"  # the kit's funding account: `dlnet lock-root` (run by `make up`) moves the root's lumens to it
+
+
+def root_keypair(net: Network) -> Keypair:
+    """The genesis root account: its seed is sha256(passphrase), derivable by anyone who reads the inventory."""
+    return Keypair.from_raw_ed25519_seed(hashlib.sha256(net.passphrase.encode()).digest())
+
+
 def funder_keypair(net: Network, secret_file: str | None) -> tuple[Keypair, bool]:
-    """The funding account: the root account (seed = sha256(passphrase)) or an operator-funded one."""
+    """The funding account: an operator-funded one (--funder-secret-file), else the kit's funder that
+    `dlnet lock-root` created (secrets/funder.seed), else the root account (seed = sha256(passphrase))."""
     if secret_file is None:
-        return Keypair.from_raw_ed25519_seed(hashlib.sha256(net.passphrase.encode()).digest()), True
+        own = secrets_dir(net.env) / f"{FUNDER}.seed"
+        if own.exists():
+            return _read_seed(own, FUNDER), False
+        return root_keypair(net), True
     path = Path(secret_file)
     if not path.is_file():
         raise DlnetError(
@@ -472,17 +484,56 @@ def plan_dlc(
     return steps, groups, summary
 
 
+def _master_weight(acc: dict[str, Any], key: str) -> int:
+    return int(next((s["weight"] for s in acc.get("signers", []) if s["key"] == key), 1))
+
+
 def lock_root_step(chain: Chain) -> list[Step]:
+    root = root_keypair(chain.net)
+    acc = chain.account(root.public_key) or {}
+    if _master_weight(acc, root.public_key) == 0:
+        return []
     if not chain.funder_is_root:
         raise DlnetError(
-            "--lock-root: the funder is not the root account — expected to seed from the root account"
-            " (no --funder-secret-file) — lock the root account from a root-funded run"
+            f"--lock-root: the root account {root.public_key} is not locked and the funder is another account —"
+            " expected to seed from the root account — run `dlnet lock-root` (make up does)"
         )
-    acc = chain.account(chain.funder.public_key) or {}
-    weight = next((s["weight"] for s in acc.get("signers", []) if s["key"] == chain.funder.public_key), 1)
-    if weight == 0:
-        return []
-    return [Step(SetOptions(master_weight=0, source=chain.funder.public_key), chain.funder, "lock root")]
+    return [Step(SetOptions(master_weight=0, source=root.public_key), root, "lock root")]
+
+
+ROOT_KEEPS = Decimal(1)  # XLM left on the locked root above its reserve (fees of the lock itself and slack)
+
+
+def lock_root(
+    net: Network, horizon: Horizon, progress: Callable[[str], None]
+) -> tuple[Report, dict[str, Any]]:
+    """Hand the root account's lumens to the kit's funder (secrets/funder.seed, 0600) and set the root's
+    master weight to 0, in one transaction: afterwards no key derivable from the inventory can sign."""
+    root = root_keypair(net)
+    report = Report()
+    summary: dict[str, Any] = {"root": root.public_key, "root_locked": True}
+    acc = horizon.account(root.public_key)
+    if acc is not None and _master_weight(acc, root.public_key) == 0:
+        own = secrets_dir(net.env) / f"{FUNDER}.seed"
+        summary["funder"] = _read_seed(own, FUNDER).public_key if own.exists() else None
+        return report, summary
+    chain = Chain(net, horizon, root, True, progress)
+    funder = keypair(net.env, FUNDER)  # written (0600) before any transaction names it
+    summary["funder"] = funder.public_key
+    steps: list[Step] = []
+    if horizon.account(funder.public_key) is None:
+        amount = _available_xlm(chain.funder_account, chain.base_reserve) - ROOT_KEEPS
+        if amount < 1:
+            raise DlnetError(
+                f"lock-root: the root account {root.public_key} has {_amount(amount + ROOT_KEEPS)} XLM above its"
+                " reserve — expected its genesis lumens — lock it by hand (set_options master_weight 0)"
+            )
+        steps.append(
+            Step(CreateAccount(funder.public_key, _amount(amount), source=root.public_key), root, "fund the funder")
+        )
+    steps.append(Step(SetOptions(master_weight=0, source=root.public_key), root, "lock root"))
+    chain.execute(steps, report)
+    return report, summary
 
 
 # ---- models (paper Table 1: DLM and VLM per model, issued by its initiator) ---------------------------

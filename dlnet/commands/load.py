@@ -9,6 +9,7 @@ import typer
 
 from dlnet import day2
 from dlnet import load as ld
+from dlnet import seed as sd
 from dlnet.commands.common import ExtraVars, Inventory, Json, emit, progress
 from dlnet.core_admin import CoreAdmin
 
@@ -42,7 +43,10 @@ def load(
     max_txs: Annotated[int | None, typer.Option(help="With --rate max: transactions to sign.")] = None,
     via_horizon: Annotated[bool, typer.Option(help="Submit through Horizon instead of the validators.")] = False,
     funder_secret_file: Annotated[
-        str | None, typer.Option(envvar="DLNET_FUNDER_SECRET_FILE", help="0600 file with a funder seed (default root).")
+        str | None,
+        typer.Option(
+            envvar="DLNET_FUNDER_SECRET_FILE", help="0600 file with a funder seed (default: kit funder, else root)."
+        ),
     ] = None,
     close_seconds: Annotated[float, typer.Option(help="Expected ledger close time (sizes the channel pool).")] = 5.0,
     as_json: Json = False,
@@ -52,6 +56,8 @@ def load(
     plan.check()  # bad input stops before the inventory or any validator is read
     funder = ld.funder_from_file(funder_secret_file) if funder_secret_file else None
     net, settings = day2.load(inventory, extra_vars)
+    if funder is None:  # the kit's funder once `dlnet lock-root` ran (make up does), else the root
+        funder = sd.funder_keypair(net, None)[0]
     horizon = day2.horizon_url(net) if net.components.horizon and net.horizon else None
     if via_horizon and horizon is None:
         raise ld.LoadError(

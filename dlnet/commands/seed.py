@@ -18,7 +18,8 @@ FunderFile = Annotated[
     typer.Option(
         "--funder-secret-file",
         envvar="DLNET_FUNDER_SECRET_FILE",
-        help="File (0600) with the secret seed of an operator-funded account. Default: the root account.",
+        help="File (0600) with the secret seed of an operator-funded account. Default: the kit's funder"
+        " (created by `dlnet lock-root`, which make up runs), else the root account.",
     ),
 ]
 
@@ -53,12 +54,7 @@ def seed(
             " set dlnet_dlc.home_domain"
         )
     funder, is_root = sd.funder_keypair(net, funder_secret_file)
-    if lock_root and not is_root:
-        raise DlnetError(
-            "seed: --lock-root locks the root account, but --funder-secret-file names another funder"
-            " — expected to seed from the root account — drop one of the two options"
-        )
-    if lock_root and not yes:
+    if lock_root and is_root and not yes:
         if not sys.stdin.isatty():
             raise DlnetError(
                 "seed: --lock-root makes the root account's remaining lumens unspendable forever —"
@@ -71,6 +67,8 @@ def seed(
     horizon = Horizon(day2.horizon_url(net))
     try:
         chain = sd.Chain(net, horizon, funder, is_root, progress)
+        # Read-only: a root that cannot be locked from this funder stops here, before anything is submitted.
+        lock = sd.lock_root_step(chain) if lock_root else []
         issuer = sd.keypair(net.env, "dlc-issuer")
         distributor = sd.keypair(net.env, "dlc-distributor")
         holder_kps = sd.holder_keys(net.env, dlc.holders)
@@ -80,8 +78,7 @@ def seed(
         report = sd.Report()
         chain.execute(steps, report)
         chain.execute_channels(groups, channels, report)
-        if lock_root:
-            lock = sd.lock_root_step(chain)
+        if lock:
             chain.funder_account = horizon.account(funder.public_key) or chain.funder_account
             chain.execute(lock, report)
             summary["root_locked"] = True
