@@ -59,10 +59,18 @@ def ensure(net: Network) -> list[str]:
         if not path.exists():
             _write_private(path, make())  # type: ignore[operator]
             created.append(name)
-    record = state_dir(net.env) / "network.json"
+    state = state_dir(net.env)
+    os.chmod(state, 0o700)
+    record = state / "network.json"
+    if record.exists() and "passphrase_sha256" in json.loads(record.read_text() or "{}"):
+        # Written by an earlier kit: that field is sha256(passphrase), the root account's seed. Replace it
+        # (preflight compared it with the inventory just before).
+        record.unlink()
     if not record.exists():
-        record.write_text(json.dumps({"env": net.env, "passphrase_sha256": passphrase_digest(net.passphrase)}) + "\n")
+        text = json.dumps({"env": net.env, "passphrase_record": passphrase_digest(net.passphrase)})
+        _write_private(record, text + "\n")
         created.append(record.name)
+    os.chmod(record, 0o600)
     return created
 
 

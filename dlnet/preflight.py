@@ -41,7 +41,17 @@ def state_dir(env: str) -> Path:
     return root / env
 
 
+# The record of a deployed network's passphrase. Not sha256(passphrase): that is the root account's secret
+# seed (facts.md 2). The prefix separates this digest from any key; hosts' ledger markers use the same one.
+RECORD_PREFIX = "dlnet-network-record:"
+
+
 def passphrase_digest(passphrase: str) -> str:
+    return hashlib.sha256((RECORD_PREFIX + passphrase).encode()).hexdigest()
+
+
+def legacy_passphrase_digest(passphrase: str) -> str:
+    """What records written before the prefix hold (= the root seed, hex): still recognised, then rewritten."""
     return hashlib.sha256(passphrase.encode()).hexdigest()
 
 
@@ -309,8 +319,11 @@ def _check_state(net: Network, reset: bool) -> list[str]:
     record = state_dir(net.env) / "network.json"
     if reset or not record.is_file():
         return []
-    deployed = json.loads(record.read_text()).get("passphrase_sha256")
-    if deployed and deployed != passphrase_digest(net.passphrase):
+    data = json.loads(record.read_text())
+    changed = ("passphrase_record" in data and data["passphrase_record"] != passphrase_digest(net.passphrase)) or (
+        "passphrase_sha256" in data and data["passphrase_sha256"] != legacy_passphrase_digest(net.passphrase)
+    )
+    if changed:
         return [
             f"dlnet_network_passphrase changed since environment '{net.env}' was deployed (ledger data exists,"
             f" recorded in {record}) — restore the old passphrase, or start a new network with"

@@ -49,6 +49,9 @@ def test_grafana_loads_the_datasource_and_dashboards(tmp_path: Path) -> None:
     assert GRAFANA is not None
     argv, _ = GRAFANA
     port, password = free_port(), secrets.token_hex(12)
+    password_file = tmp_path / "admin_password"
+    password_file.write_text(password)
+    password_file.chmod(0o600)
     provisioning = tmp_path / "provisioning"
     shutil.copytree(PROVISIONING, provisioning)
     (provisioning / "plugins").mkdir(exist_ok=True)
@@ -60,7 +63,7 @@ def test_grafana_loads_the_datasource_and_dashboards(tmp_path: Path) -> None:
         "GF_PATHS_PROVISIONING": str(provisioning),
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
         "GF_SERVER_HTTP_PORT": str(port),
-        "GF_SECURITY_ADMIN_PASSWORD": password,
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": str(password_file),  # as the role passes it
         "GF_ANALYTICS_REPORTING_ENABLED": "false",
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dlnet.cli import main
-from dlnet.preflight import passphrase_digest
+from dlnet.preflight import legacy_passphrase_digest, passphrase_digest
 from tests.conftest import ROOT
 
 Edit = Callable[[dict[str, Any], dict[str, Any], Path], None]
@@ -215,12 +215,44 @@ def test_changed_passphrase_on_existing_network(
 ) -> None:
     record = tmp_path / "state" / "local" / "network.json"
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"passphrase_sha256": passphrase_digest("the old network ; 2025")}))
+    record.write_text(json.dumps({"passphrase_record": passphrase_digest("the old network ; 2025")}))
     code, lines = _check(inventory, capsys)
     assert code == 1
     assert any("dlnet_network_passphrase changed" in line and "RESET=1" in line for line in lines), lines
     # The operator asked for a new network: accepted.
     assert _check(inventory, capsys, "--reset")[0] == 0
+    # A record written by an earlier kit (the bare sha256) is still compared, with the same verdicts.
+    record.write_text(json.dumps({"passphrase_sha256": legacy_passphrase_digest("the old network ; 2025")}))
+    assert _check(inventory, capsys)[0] == 1
+    passphrase = yaml.safe_load((inventory / "group_vars" / "all" / "network.yml").read_text())[
+        "dlnet_network_passphrase"
+    ]
+    record.write_text(json.dumps({"passphrase_sha256": legacy_passphrase_digest(passphrase)}))
+    assert _check(inventory, capsys)[0] == 0
+
+
+def test_network_record_is_private_and_does_not_hold_the_root_seed(
+    inventory: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    passphrase = yaml.safe_load((inventory / "group_vars" / "all" / "network.yml").read_text())[
+        "dlnet_network_passphrase"
+    ]
+    state = tmp_path / "state" / "local"
+    state.mkdir(parents=True, mode=0o755)
+    record = state / "network.json"
+    record.write_text(json.dumps({"passphrase_sha256": legacy_passphrase_digest(passphrase)}))  # an earlier kit's
+    record.chmod(0o644)
+    assert main(["keys", "ensure", "-i", str(inventory), "--json"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    text = record.read_text()
+    assert legacy_passphrase_digest(passphrase) not in text  # that hex is the root account's seed
+    assert json.loads(text)["passphrase_record"] == passphrase_digest(passphrase)
+    for f in state.rglob("*"):
+        if f.is_file() and f.suffix != ".pub":
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert _check(inventory, capsys)[0] == 0
 
 
 def test_valid_inventory_passes_and_touches_nothing(
@@ -554,3 +586,12 @@ def test_quorum_command_with_core_off_and_unknown_organisation(
     assert main(["quorum", "-i", str(inventory)]) == 1
     err = capsys.readouterr().err
     assert "no validator to analyse" in err and "unexpected" not in err, err
+
+
+def test_hosts_ledger_marker_uses_the_same_record_as_the_controller() -> None:
+    from dlnet.preflight import RECORD_PREFIX
+
+    kit = yaml.safe_load((ROOT / "deploy" / "group_vars" / "all" / "kit.yml").read_text())
+    assert kit["dlnet_network_record"] == (
+        "{{ ('" + RECORD_PREFIX + "' ~ dlnet_network_passphrase) | hash('sha256') }}"
+    )
