@@ -71,6 +71,7 @@ check: venv ## Preflight: validate the inventory and the quorum (changes nothing
 
 .PHONY: up
 up: venv ## Deploy the network described by inventories/$(ENV) (default: local)
+	@$(BIN)/dlnet artifacts fetch -i $(INVENTORY) --if-missing
 	@$(MAKE) check
 	@$(MAKE) images
 	@echo ">> deploying $(INVENTORY)"
@@ -119,9 +120,9 @@ bench: venv engine ## Benchmarks, printed as numbers and ratios
 	@for b in scripts/bench_*.py; do echo ">> $$b"; $(TEST_BINARIES) $(BIN)/python "$$b"; done
 
 .PHONY: fetch-artifacts
-fetch-artifacts: venv engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
+fetch-artifacts: venv ## Fetch the official stellar-core/Horizon (verified) into artifacts/ (make up does when missing)
 	@echo ">> fetching the official stellar-core and Horizon from SDF's apt repository"
-	@scripts/fetch-artifacts.sh
+	@$(BIN)/dlnet artifacts fetch -i $(INVENTORY)
 
 # Fragments for further subsystems (monitoring, services, ...): each adds its own targets.
 -include mk/*.mk
