@@ -136,3 +136,13 @@ def test_root_account_is_locked_and_holds_next_to_nothing(deployment: Deployment
     funder = Keypair.from_secret(funder_seed.read_text().strip())
     got = httpx.get(f"{day2.horizon_url(net)}/accounts/{funder.public_key}", timeout=10).json()
     assert float(next(b["balance"] for b in got["balances"] if b["asset_type"] == "native")) > 1e9
+
+
+def test_prometheus_has_no_lifecycle_api(deployment: Deployment) -> None:
+    """/-/quit and /-/reload are unauthenticated: with them, anyone who reaches the port stops Prometheus."""
+    port = 9090
+    assert httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=10).status_code == 200
+    for path in ("/-/reload", "/-/quit"):
+        r = httpx.post(f"http://127.0.0.1:{port}{path}", timeout=10)
+        assert r.status_code == 403 and "Lifecycle API is not enabled" in r.text, (path, r.status_code, r.text)
+    assert httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=10).status_code == 200
