@@ -19,6 +19,22 @@ def test_readme_table_is_generated_from_the_declaration() -> None:
     assert all(f"`{v.name}`" in text for v in contract.VARIABLES)
 
 
+def test_roles_argument_specs_declare_the_globals_they_read_as_generated() -> None:
+    import scripts.inventory_docs as docs
+
+    for spec in docs.spec_files():
+        role = spec.parent.parent
+        text = spec.read_text()
+        assert docs.render_spec(role, text) == text, f"{spec} is stale: run scripts/inventory_docs.py"
+        options = yaml.safe_load(text)["argument_specs"]["main"]["options"]
+        for name in docs.globals_read(role):
+            var = contract.BY_NAME[name]
+            assert options[name]["type"] == docs._SPEC_TYPES[var.type] and var.doc in options[name]["description"]
+    # The roles read what the templates need: the validators and Horizon both write the passphrase.
+    assert "dlnet_network_passphrase" in docs.globals_read(ROOT / "roles" / "stellar_core")
+    assert "dlnet_network_passphrase" in docs.globals_read(ROOT / "roles" / "horizon")
+
+
 def test_ansible_hands_python_exactly_the_declared_variables() -> None:
     kit = yaml.safe_load((ROOT / "deploy" / "group_vars" / "all" / "kit.yml").read_text())
     assert kit["dlnet_inventory_vars"] == [v.name for v in contract.VARIABLES]
