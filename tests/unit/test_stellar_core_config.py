@@ -115,3 +115,15 @@ def test_captive_core_file_holds_only_keys_that_horizon_version_accepts(tmp_path
     assert {v["NAME"] for v in got["VALIDATORS"]} == {"v1", "v2", "v3"}
     if horizon_version == "2.26.1":
         assert "ALLOW_LOCALHOST_FOR_TESTING" not in got and "PREFERRED_PEERS_ONLY" not in got
+
+
+def test_quorum_blocks_are_written_by_one_partial_for_validators_and_captive_core() -> None:
+    root = Path(__file__).resolve().parents[2] / "roles"
+    partial = root / "stellar_core" / "templates" / "quorum.cfg.j2"
+    link = root / "horizon" / "templates" / "quorum.cfg.j2"
+    assert link.is_symlink() and link.resolve() == partial.resolve()
+    for template in (root / "stellar_core" / "templates" / "stellar-core.cfg.j2",
+                     root / "horizon" / "templates" / "captive-core.cfg.j2"):
+        text = template.read_text()
+        assert "{% include 'quorum.cfg.j2' %}" in text and "[[VALIDATORS]]" not in text, template
+    assert "[[HOME_DOMAINS]]" in partial.read_text() and "[[VALIDATORS]]" in partial.read_text()
