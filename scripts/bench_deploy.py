@@ -56,6 +56,7 @@ def main() -> int:
         to_healthy = net.until_healthy(start)
         rerun, out = net.play("site.yml")
         rerun_changed = changed(out)
+        print(f"  (make up {to_healthy:.1f} s to healthy, re-run {rerun:.1f} s changed={rerun_changed})", flush=True)
         before = validator_ledger()
         down, _ = net.play("stop-network.yml")
         start = time.monotonic()
@@ -63,7 +64,7 @@ def main() -> int:
         resumed = net.until_healthy(start)
         after = validator_ledger()
         size = 1000 + int(time.time()) % 500  # a value the header does not hold yet
-        upgrade_s, upgrade = net.dlnet("upgrade", "--max-tx-set-size", str(size))
+        upgrade_s, upgrade = net.dlnet("upgrade", "--to-latest", "--max-tx-set-size", str(size))
         seed_s, seed = net.dlnet("seed", "--holders", "1000")
         scrape_med, scrape_max = scrape_ms()
     print(f"deploy benchmark (inventories/local as env '{ENV}', real stellar-core and Horizon)")
@@ -74,7 +75,8 @@ def main() -> int:
           f" (target < {TARGET_RERUN:.0f} s, ratio {rerun / TARGET_RERUN:.2f}; re-run / first {rerun / up:.2f})")
     print(f"  make down, then make up -> all healthy: {down:.1f} s + {resumed:.1f} s; ledger {before[0]} before,"
           f" {after[0]} after ({'same chain, resumed' if after[0] >= before[0] else 'CHAIN RESTARTED'})")
-    print(f"  dlnet upgrade max tx set size {size}, arm -> applied on every validator: {upgrade_s:6.1f} s"
+    print(f"  dlnet upgrade --to-latest (protocol 0 -> {upgrade.get('protocol', '?')}) and max tx set size {size},"
+          f" arm -> applied on every validator: {upgrade_s:6.1f} s"
           f" (changed={upgrade.get('changed')})")
     print(f"  dlnet seed --holders 1000: {seed_s:6.1f} s, {seed.get('ledger_count')} ledgers,"
           f" {seed.get('transactions')} transactions, {seed.get('operations')} operations")
