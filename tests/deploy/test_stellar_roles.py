@@ -160,6 +160,7 @@ def test_foreign_ledgers_are_refused_on_the_host(network: Deployment) -> None:
         proc = network.playbook("site.yml", "-e", "dlnet_network_passphrase=another network", log="site-foreign.log")
     finally:
         record.write_bytes(saved)
+        record.chmod(0o600)  # as the kit writes it (it derives from the passphrase)
     assert proc.returncode != 0
     assert "holds ledgers of another network passphrase" in proc.stdout
     assert all(info(n)["network"] == PASSPHRASE for n in VALIDATORS)

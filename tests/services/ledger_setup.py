@@ -16,10 +16,12 @@ def root_keypair(passphrase: str) -> Keypair:
 
 
 class Net:
-    def __init__(self, url: str, passphrase: str) -> None:
+    def __init__(self, url: str, passphrase: str, funder: Keypair | None = None) -> None:
+        """funder: the account that pays for new accounts; the root by default (the doubles). On a network
+        `make up` deployed, the root is locked and the kit's funder (secrets/funder.seed) pays."""
         self.url, self.passphrase = url, passphrase
         self.server = Server(url)
-        self.root = root_keypair(passphrase)
+        self.root = funder or root_keypair(passphrase)
 
     def tx(self, source: Keypair, ops: Callable[[TransactionBuilder], Any], *signers: Keypair) -> dict[str, Any]:
         acc = self.server.load_account(source.public_key)

@@ -17,7 +17,7 @@ from stellar_sdk import Keypair, TransactionEnvelope
 from dlnet.services import bridge, compliance
 from dlnet.services.settings import BridgeSettings, ComplianceSettings
 from tests.conftest import skip_or_fail
-from tests.network import Deployment, stellar_artifacts, wait_for
+from tests.network import ENV, STATE, Deployment, stellar_artifacts, wait_for
 from tests.services.ledger_setup import Net
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +26,11 @@ SKIP = ("needs stellar-core and Horizon: put the binaries in artifacts/ or set S
 TOKEN = "real-network-token-0123456789abcdef"
 
 pytestmark = pytest.mark.stellar
+
+
+def funder() -> Keypair:
+    """The kit's funder of the deployed test network: `make up` locked the root account."""
+    return Keypair.from_secret((STATE / ENV / "secrets" / "funder.seed").read_text().strip())
 
 
 @pytest.fixture
@@ -53,7 +58,7 @@ def real_horizon(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_revocation_takes_effect_on_the_real_network(real_horizon, database, kubo_swarm, secret_file):
     url, passphrase = real_horizon
-    net = Net(url, passphrase)
+    net = Net(url, passphrase, funder())
     issuer, dlc = net.regulated_asset()
     alice = Keypair.random()
     net.fund(alice)
@@ -88,7 +93,7 @@ def test_revocation_takes_effect_on_the_real_network(real_horizon, database, kub
 
 def test_bridge_retries_pay_once_on_the_real_network(real_horizon, database, secret_file):
     url, passphrase = real_horizon
-    net = Net(url, passphrase)
+    net = Net(url, passphrase, funder())
     payer, dest = Keypair.random(), Keypair.random()
     net.fund(payer, dest)
     s = BridgeSettings(network_passphrase=passphrase, database=database, horizon_url=url, follow=False,
