@@ -26,7 +26,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchnet import ENV, INVENTORY, ROOT, SKIP, bench_network, have_binaries
+from benchnet import ENV, INVENTORY, ROOT, SKIP, bench_network, have_binaries, other_networks
 
 HOSTS = yaml.safe_load((ROOT / INVENTORY / "hosts.yml").read_text())["all"]["children"]
 PROM = f"http://127.0.0.1:{HOSTS['prometheus']['hosts']['prom1']['prometheus_port']}"
@@ -125,6 +125,9 @@ def main() -> int:
     if not have_binaries():
         print(f"monitoring benchmark skipped: {SKIP}")
         return 0
+    if busy := other_networks():
+        sys.exit(f"error: dlnet environment(s) {', '.join(busy)} already run on this Docker engine and may hold"
+                 " the ports of inventories/local; expected none; remove them (make clean ENV=...) or wait, re-run")
     sys.path.insert(0, str(ROOT / "monitoring" / "dashboards"))
     import generate  # the dashboards-as-code module
 

@@ -34,7 +34,7 @@ import yaml
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchnet import ENV, INVENTORY, ROOT, SKIP, BenchNetwork, bench_network, have_binaries
+from benchnet import ENV, INVENTORY, ROOT, SKIP, BenchNetwork, bench_network, have_binaries, other_networks
 
 HOSTS = yaml.safe_load((ROOT / INVENTORY / "hosts.yml").read_text())["all"]["children"]
 SERVICES = yaml.safe_load((ROOT / INVENTORY / "group_vars/all/services.yml").read_text())
@@ -198,6 +198,9 @@ def main() -> int:
     if not have_binaries():
         print(f"services benchmark skipped: {SKIP}")
         return 0
+    if busy := other_networks():
+        sys.exit(f"error: dlnet environment(s) {', '.join(busy)} already run on this Docker engine and may hold"
+                 " the ports of inventories/local; expected none; remove them (make clean ENV=...) or wait, re-run")
     try:
         with bench_network(deploy=False) as net:
             write_extra(net, {})
