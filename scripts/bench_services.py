@@ -77,7 +77,7 @@ def run(label: str, calls: list[Callable[[], None]], workers: int) -> float:
 
 def secret(net: BenchNetwork, name: str) -> str:
     """A token the deployment generated on the controller (never printed)."""
-    return (Path(net.state) / "secrets" / name).read_text().strip()
+    return (Path(net.state) / ENV / "secrets" / name).read_text().strip()
 
 
 def write_extra(net: BenchNetwork, extra: dict) -> None:
