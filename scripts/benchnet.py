@@ -77,6 +77,15 @@ def healthy() -> bool:
     return bool(out) and all("(healthy)" in s for s in out)
 
 
+def other_networks() -> list[str]:
+    """Environments other than `bench` with dlnet containers on this engine: inventories/local gives them
+    the bench network's ports, so a deployment now would fight them (run benches under
+    /tmp/dlnet-network.lock, and only once the shared `test` network is removed)."""
+    out = subprocess.run(["docker", "ps", "-a", "--filter", "label=dlnet.environment", "--format",
+                          '{{.Label "dlnet.environment"}}'], capture_output=True, text=True, check=True).stdout
+    return sorted(set(out.split()) - {ENV})
+
+
 def changed(output: str) -> int:
     recap = output.split("PLAY RECAP", 1)[-1]
     return sum(int(part.split("=")[1]) for part in recap.split() if part.startswith("changed="))
