@@ -17,7 +17,6 @@ after the network is up). Without the stellar-core and Horizon binaries it print
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -135,11 +134,11 @@ def bench_federation(net: BenchNetwork) -> None:
 
 
 class Ledger:
-    """Accounts on the real network, funded from the root account (seed = sha256(passphrase))."""
+    """Accounts on the real network, funded by the kit's funder (`make up` locked the root account)."""
 
-    def __init__(self) -> None:
+    def __init__(self, funder_seed: str) -> None:
         self.server = Server(HORIZON)
-        self.root = Keypair.from_raw_ed25519_seed(hashlib.sha256(PASSPHRASE.encode()).digest())
+        self.root = Keypair.from_secret(funder_seed)
 
     def tx(self, source: Keypair, ops: Callable[[TransactionBuilder], object]) -> None:
         b = TransactionBuilder(self.server.load_account(source.public_key), PASSPHRASE, base_fee=100)
@@ -157,7 +156,7 @@ class Ledger:
 
 
 def bench_bridge(net: BenchNetwork) -> None:
-    ledger = Ledger()
+    ledger = Ledger(secret(net, "funder.seed"))
     payers = [Keypair.random() for _ in range(2)]
     dest, direct_payer = Keypair.random(), Keypair.random()
     ledger.fund(*payers, dest, direct_payer)
