@@ -81,7 +81,8 @@ def test_binary_search_finds_the_knee_and_applies_its_size():
 def test_top_of_range_accepted_stops_at_once():
     out, sizes = _run(tn.Spec(max_rate=400, steps=5, window=15, idle_window=15), lambda r: _m(r))
     assert [s.rate for s in out.steps] == [400]
-    assert out.stopped == "done" and out.size_applied == 4000 and sizes == [4000]
+    assert out.stopped == "top of range" and out.size_applied == 4000 and sizes == [4000]
+    assert "raise --max-rate" in tn.table(out)
 
 
 def test_no_step_within_slo_restores_size_before():
@@ -227,3 +228,16 @@ def test_status_and_exporter_show_the_tuned_size(tmp_path, monkeypatch):
     metrics = generate_latest(registry_for(net, 0.5)[0]).decode()
     assert 'dlnet_tune_max_tx_set_size{environment="tunetest"} 4000.0' in metrics
     assert 'dlnet_tune_close_p95_seconds{environment="tunetest"} 5.9' in metrics
+
+
+def test_close_intervals_come_from_the_nodes_own_timer(reference):
+    import json
+
+    # The recorded 19.14 `metrics`: ledger.age.closed is a bucketed timer in ms (3 + 9 closes).
+    body = json.loads((reference / "normal-5s" / "http" / "metrics.json").read_text())["body"]["metrics"]
+    total, count = ld.closed_age_of(body)
+    assert count == 12 and total == pytest.approx((12021.1 + 47037.5) / 1000)
+    assert ld.closed_age_of({}) is None
+    # Where the node timed a ledger, its interval wins over the watcher's poll.
+    closes = [ld.Close(1, 0, 0.0), ld.Close(2, 5, 5.3, interval=5.0012), ld.Close(3, 10, 10.1)]
+    assert ld.close_stats(closes).gaps == [5.0012, 4.8]
