@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dlnet.preflight import Artifacts, _binary_version
+from dlnet.preflight import Artifacts
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -128,12 +128,8 @@ def validators_inventory(
 ) -> Deployment:
     """Write an inventory of `validators` real validators in one organisation (HIGH quality) under `dest`
     and return its Deployment (state and logs beside it). Normal 5 s ledgers unless `accelerate`.
-
-    The stellar-core version is the artifact's own (`stellar-core version`), so preflight's version check
-    passes for whatever binary is supplied."""
-    if stellar_core_version is None:
-        binary = real_stellar_core()
-        stellar_core_version = (_binary_version(binary) if binary else "") or _local_versions()["stellar_core_version"]
+    Versions are inventories/local's pins (the pair the test suite deploys) unless given."""
+    stellar_core_version = stellar_core_version or _local_versions()["stellar_core_version"]
     inv = dest / "inventory"
     (inv / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
     hosts = {

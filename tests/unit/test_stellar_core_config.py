@@ -28,7 +28,16 @@ def _reference_network(run: str) -> tuple[dict, dict[str, str]]:
     return cfgs, keys
 
 
-def _render(tmp: Path, run: str, version: str, extra: dict | None = None) -> subprocess.CompletedProcess[str]:
+def _render(
+    tmp: Path,
+    run: str,
+    version: str,
+    extra: dict | None = None,
+    *,
+    addresses: dict[str, str] | None = None,
+    horizon: dict[str, dict] | None = None,
+    extra_peers: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     cfgs, keys = _reference_network(run)
     first = cfgs["v1"]
     hosts = {}
@@ -44,6 +53,10 @@ def _render(tmp: Path, run: str, version: str, extra: dict | None = None) -> sub
             "stellar_core_history_port": history_port,
             "stellar_core_extra_config": extra or {},
         }
+        if addresses:
+            hosts[name]["dlnet_address"] = addresses[name]
+        if extra_peers is not None:
+            hosts[name]["stellar_core_preferred_peers_extra"] = extra_peers
     inventory = {
         "all": {
             "vars": {
@@ -60,7 +73,7 @@ def _render(tmp: Path, run: str, version: str, extra: dict | None = None) -> sub
                 "dlnet_data_root": str(tmp / "data"),
                 "dlnet_reset": False,
             },
-            "children": {"stellar_core": {"hosts": hosts}},
+            "children": {"stellar_core": {"hosts": hosts}, "horizon": {"hosts": horizon or {}}},
         }
     }
     (tmp / "secrets").mkdir(exist_ok=True)
@@ -135,3 +148,31 @@ def test_config_keys_follow_the_version(tmp_path: Path, version: str, key: str, 
     else:
         assert proc.returncode == 0, proc.stdout[-2000:]
         assert tomllib.loads(_rendered(tmp_path, "v1"))[key] == 1
+
+
+def test_validators_admit_the_networks_own_horizon_on_one_host(tmp_path: Path) -> None:
+    # Real 19.14 with PREFERRED_PEERS_ONLY=true drops a captive core it does not prefer (ERR_LOAD),
+    # so Horizon never ingests (shared/bin/README.md): each Horizon's captive core is preferred by address.
+    proc = _render(tmp_path, "accelerated-1s", "19.14.0", horizon={"horizon1": {"horizon_port": 8000}})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name in ("v1", "v2", "v3"):
+        got = tomllib.loads(_rendered(tmp_path, name))
+        assert got["PREFERRED_PEERS_ONLY"] is True
+        assert got["PREFERRED_PEERS"] == ["127.0.0.1:11725"]
+
+
+def test_validators_admit_watchers_by_address_across_hosts(tmp_path: Path) -> None:
+    addresses = {"v1": "10.0.0.1", "v2": "10.0.0.2", "v3": "10.0.0.3"}
+    horizon = {
+        "h1": {"dlnet_address": "10.0.0.9", "horizon_captive_core_peer_port": 11800},
+        "h2": {"dlnet_address": "10.0.0.10"},
+    }
+    proc = _render(tmp_path, "normal-5s", "19.14.0", addresses=addresses, horizon=horizon,
+                   extra_peers=["10.0.1.5:11725"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name in addresses:
+        got = tomllib.loads(_rendered(tmp_path, name))
+        assert got["PREFERRED_PEERS_ONLY"] is True
+        assert "ALLOW_LOCALHOST_FOR_TESTING" not in got
+        assert got["PREFERRED_PEERS"] == ["10.0.0.9:11800", "10.0.0.10:11725", "10.0.1.5:11725"]
+        assert {v["ADDRESS"].split(":")[0] for v in got["VALIDATORS"]} == {a for n, a in addresses.items() if n != name}
