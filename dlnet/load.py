@@ -317,6 +317,22 @@ def close_stats(closes: list[Close]) -> CloseStats:
     )
 
 
+def applied_rate_span(closes: list[Close]) -> tuple[int | None, float]:
+    """(transactions, seconds) of the ledgers that applied the load: from the close before the first ledger
+    with transactions to the last one with transactions (the empty drain ledgers after it do not dilute the
+    rate). Seconds are the node's own intervals where known."""
+    busy = [i for i, c in enumerate(closes) if i and c.txs]
+    if not busy or any(c.txs is None for c in closes[1:]):
+        return None, 0.0
+    first, last = busy[0], busy[-1]
+    txs = sum(c.txs or 0 for c in closes[first : last + 1])
+    span = sum(
+        c.interval if c.interval is not None else c.seen - closes[k - 1].seen
+        for k, c in enumerate(closes[first : last + 1], start=first)
+    )
+    return txs, span
+
+
 # ---- channels ----------------------------------------------------------------------------------------------
 @dataclass
 class Channel:
@@ -802,7 +818,7 @@ class Engine:
         stats = close_stats(self.watch.between(first, min(last, submitted_end + 1)))
         everything = close_stats(self.watch.between(first, last))
         closes = self.watch.between(first, last)
-        span = (closes[-1].seen - closes[0].seen) if len(closes) > 1 else 0.0
+        busy_txs, span = applied_rate_span(closes)
         sign_seconds = sum(r.sign_seconds for r in results)
         submitted = sum(r.submitted for r in results)
         return StepResult(
@@ -819,6 +835,6 @@ class Engine:
             closes=stats,
             applied_txs=everything.txs,
             offered_tps=round(submitted / duration, 1),
-            applied_tps=round(everything.txs / span, 1) if everything.txs is not None and span > 0 else None,
+            applied_tps=round(busy_txs / span, 1) if busy_txs is not None and span > 0 else None,
             late=sum(r.late for r in results),
         )

@@ -114,6 +114,12 @@ class Ports:
 
     peer: int = 11825
     history: int = 11580
+    # With horizon=True (a PostgreSQL and a Horizon host as well):
+    horizon: int = 8010
+    horizon_admin: int = 6070
+    captive_core_peer: int = 11735
+    captive_core_http: int = 11736
+    postgres: int = 15442
 
 
 def validators_inventory(
@@ -125,9 +131,11 @@ def validators_inventory(
     accelerate: bool = False,
     stellar_core_version: str | None = None,
     upgrade_lead_seconds: int = 10,
+    horizon: bool = False,
 ) -> Deployment:
     """Write an inventory of `validators` real validators in one organisation (HIGH quality) under `dest`
-    and return its Deployment (state and logs beside it). Normal 5 s ledgers unless `accelerate`.
+    and return its Deployment (state and logs beside it). Normal 5 s ledgers unless `accelerate`; with
+    `horizon`, a PostgreSQL and a Horizon (own ports too) follow the validators.
     Versions are inventories/local's pins (the pair the test suite deploys) unless given."""
     stellar_core_version = stellar_core_version or _local_versions()["stellar_core_version"]
     inv = dest / "inventory"
@@ -149,7 +157,7 @@ def validators_inventory(
                     "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                     "dlnet_address": "127.0.0.1",
                 },
-                "children": {"stellar_core": {"hosts": hosts}},
+                "children": {"stellar_core": {"hosts": hosts}, **_horizon_hosts(ports, horizon)},
             }
         },
         "group_vars/all/network.yml": {
@@ -162,8 +170,8 @@ def validators_inventory(
         "group_vars/all/components.yml": {
             "dlnet_components": {
                 "stellar_core": True,
-                "horizon": False,
-                "postgres": False,
+                "horizon": horizon,
+                "postgres": horizon,
                 "ipfs": False,
                 "prometheus": False,
                 "grafana": False,
@@ -185,6 +193,24 @@ def validators_inventory(
     for rel, body in files.items():
         (inv / rel).write_text(head + yaml.safe_dump(body, sort_keys=False))
     return Deployment({"dlnet_env": env}, inv, dest / "state", dest / "logs")
+
+
+def _horizon_hosts(ports: Ports, on: bool) -> dict[str, Any]:
+    if not on:
+        return {}
+    return {
+        "horizon": {
+            "hosts": {
+                "horizon1": {
+                    "horizon_port": ports.horizon,
+                    "horizon_admin_port": ports.horizon_admin,
+                    "horizon_captive_core_peer_port": ports.captive_core_peer,
+                    "horizon_captive_core_http_port": ports.captive_core_http,
+                }
+            }
+        },
+        "postgres": {"hosts": {"pg1": {"postgres_port": ports.postgres}}},
+    }
 
 
 def _local_versions() -> dict[str, str]:

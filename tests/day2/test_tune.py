@@ -241,3 +241,10 @@ def test_close_intervals_come_from_the_nodes_own_timer(reference):
     # Where the node timed a ledger, its interval wins over the watcher's poll.
     closes = [ld.Close(1, 0, 0.0), ld.Close(2, 5, 5.3, interval=5.0012), ld.Close(3, 10, 10.1)]
     assert ld.close_stats(closes).gaps == [5.0012, 4.8]
+
+
+def test_applied_rate_counts_only_the_ledgers_that_carried_load():
+    closes = [ld.Close(1, 0, 0.0, txs=0), ld.Close(2, 5, 5.0, 250, 250, 5.0), ld.Close(3, 10, 10.0, 250, 250, 5.0),
+              ld.Close(4, 15, 15.0, 0, 0, 5.0), ld.Close(5, 20, 20.0, 0, 0, 5.0)]
+    assert ld.applied_rate_span(closes) == (500, 10.0)  # 50 tx/s, not 500 / 20 s
+    assert ld.applied_rate_span(closes[:1]) == (None, 0.0)
