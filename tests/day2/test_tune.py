@@ -248,3 +248,34 @@ def test_applied_rate_counts_only_the_ledgers_that_carried_load():
               ld.Close(4, 15, 15.0, 0, 0, 5.0), ld.Close(5, 20, 20.0, 0, 0, 5.0)]
     assert ld.applied_rate_span(closes) == (500, 10.0)  # 50 tx/s, not 500 / 20 s
     assert ld.applied_rate_span(closes[:1]) == (None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--slo", "-0.05"], "--slo -0.05"),
+        (["--window", "10"], "--window 10s"),
+        (["--idle-window", "14"], "--idle-window 14s"),
+        (["--min-rate", "-1"], "--min-rate -1"),
+        (["--max-rate", "0"], "--max-rate 0"),
+        (["--min-size", "0"], "--min-size 0"),
+        (["--max-size", "-3"], "--max-size -3"),
+    ],
+)
+def test_cli_refuses_bad_tune_input_before_reading_the_network(capsys, args, msg):
+    assert main(["tune", "-i", "/nonexistent", *args]) == 1
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_network_below_protocol_1_is_refused_before_any_change(tmp_path, core_factory, capsys, monkeypatch):
+    from tests.doubles.inventory import write_inventory
+
+    monkeypatch.setenv("DLNET_STATE_DIR", str(tmp_path / "state"))
+    core = core_factory(3, protocol_version=0)  # genesis: protocol 0 refuses every transaction
+    inv = write_inventory(tmp_path, passphrase=core.passphrase, validators={k: v.port for k, v in core.nodes.items()})
+    assert main(["tune", "-i", inv, "--window", "15", "--idle-window", "15"]) == 1
+    err = capsys.readouterr().err
+    assert "protocol" in err and "dlnet upgrade --to-latest" in err and len(err.strip().splitlines()) == 1, err
+    assert all(not n.armed and not n.upgrade_requests for n in core.nodes.values())
+    assert not (tmp_path / "state" / "test" / "tune").exists()
