@@ -318,13 +318,14 @@ def close_stats(closes: list[Close]) -> CloseStats:
 
 
 def applied_rate_span(closes: list[Close]) -> tuple[int | None, float]:
-    """(transactions, seconds) of the ledgers that applied the load: from the close before the first ledger
-    with transactions to the last one with transactions (the empty drain ledgers after it do not dilute the
-    rate). Seconds are the node's own intervals where known."""
+    """(transactions, seconds) of the ledgers that applied the load at its steady rate: the ledgers with
+    transactions, less the first and the last when there are three or more (the load window starts and ends
+    inside them, so they hold only part of a ledger's worth), and never the empty drain ledgers after it.
+    Seconds are the node's own intervals where known."""
     busy = [i for i, c in enumerate(closes) if i and c.txs]
     if not busy or any(c.txs is None for c in closes[1:]):
         return None, 0.0
-    first, last = busy[0], busy[-1]
+    first, last = (busy[1], busy[-2]) if len(busy) >= 3 else (busy[0], busy[-1])
     txs = sum(c.txs or 0 for c in closes[first : last + 1])
     span = sum(
         c.interval if c.interval is not None else c.seen - closes[k - 1].seen

@@ -248,6 +248,10 @@ def test_applied_rate_counts_only_the_ledgers_that_carried_load():
               ld.Close(4, 15, 15.0, 0, 0, 5.0), ld.Close(5, 20, 20.0, 0, 0, 5.0)]
     assert ld.applied_rate_span(closes) == (500, 10.0)  # 50 tx/s, not 500 / 20 s
     assert ld.applied_rate_span(closes[:1]) == (None, 0.0)
+    # The window starts and ends inside the first and last busy ledgers: the full ones in between give the rate.
+    ramp = [ld.Close(1, 0, 0.0, txs=0), ld.Close(2, 5, 5.0, 100, 100, 5.0), ld.Close(3, 10, 10.0, 500, 500, 5.0),
+            ld.Close(4, 15, 15.0, 500, 500, 5.0), ld.Close(5, 20, 20.0, 50, 50, 5.0), ld.Close(6, 25, 25.0, 0, 0, 5.0)]
+    assert ld.applied_rate_span(ramp) == (1000, 10.0)
 
 
 @pytest.mark.parametrize(
