@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,7 @@ MAX_SIGNATURES = 20
 # two ledgers' worth in its queue), never more than this many accounts.
 LEDGERS_QUEUED = 2
 MAX_CHANNELS = 64
+QUEUE_FULL_RETRIES = 12  # about a minute of waiting for room in the queue (0.5, 1, 2, 4, then 8 s)
 FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_clawback_enabled": 8}
 ISSUED_KEY = "dlc.issued"
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -333,7 +335,7 @@ class Chain:
         for i, batch in enumerate(batches, start=1):
             if stop is not None and stop.is_set():
                 return
-            bad_seq = 0
+            bad_seq = queue_full = 0
             while True:  # bounded: each pass either applies, rebuilds once for tx_bad_seq, or drops a step
                 signers = {s.signer.public_key: s.signer for s in batch if s.signer.public_key != source.public_key}
                 envelope = self.tx.build(source, [s.op for s in batch], signers=signers.values(), sequence=seq)
@@ -341,6 +343,16 @@ class Chain:
                     record = self.tx.submit(envelope, self.progress)
                     break
                 except SubmitFailed as exc:
+                    if exc.tx_code == "tx_insufficient_fee" and queue_full < QUEUE_FULL_RETRIES:
+                        # stellar-core's queue holds two ledgers' worth; at the base fee a transaction that
+                        # does not fit is refused this way (surge pricing). It did not apply: send it again
+                        # once a ledger has made room.
+                        wait = min(0.5 * 2**queue_full, 8.0)
+                        queue_full += 1
+                        self.progress(f"seed: {label}: the transaction queue is full (tx_insufficient_fee),"
+                                      f" resending transaction {i} in {wait:.1f}s")
+                        time.sleep(wait)
+                        continue
                     if exc.tx_code == "tx_bad_seq" and bad_seq < 2:  # someone else used the account: re-read it
                         bad_seq += 1
                         acc = self.h.account(source.public_key)
@@ -388,8 +400,9 @@ def channels_needed(dlc: DlcSettings, max_tx_set_size: int, holders: int | None 
     """Channel accounts that keep the ledgers full while holders are created: each channel has one
     transaction in flight (as many holders as its signatures allow), and together they queue
     LEDGERS_QUEUED ledgers' worth of operations, so every ledger closes with a full transaction set while
-    the answers for the previous one come back. Never fewer than dlnet_dlc.channels; beyond that, no more
-    than there are transactions to send, nor than MAX_CHANNELS."""
+    the answers for the previous one come back, and never more than that queue holds (stellar-core refuses
+    the excess with tx_insufficient_fee). Within that: at least dlnet_dlc.channels, no more than there are
+    transactions to send, at most MAX_CHANNELS."""
     holders = dlc.holders if holders is None else holders
     if holders <= 0:
         return 0
@@ -397,8 +410,9 @@ def channels_needed(dlc: DlcSettings, max_tx_set_size: int, holders: int | None 
     # signers of one transaction: the channel (source), the funder, the issuer and one key per holder
     n = groups_per_tx(max_tx_set_size, per_group)
     transactions = math.ceil(holders / n)
-    fill = math.ceil(LEDGERS_QUEUED * max_tx_set_size / (n * per_group))
-    return max(1, dlc.channels, min(fill, transactions, MAX_CHANNELS))
+    # what stellar-core's queue holds at the base fee (more is refused with tx_insufficient_fee)
+    fits = max(1, min(LEDGERS_QUEUED * max_tx_set_size // (n * per_group), MAX_CHANNELS))
+    return min(fits, max(dlc.channels, min(fits, transactions)))
 
 
 def plan_dlc(

@@ -310,8 +310,8 @@ def test_channel_count_and_transaction_size_fill_ledgers():
         assert 1 <= n <= 17 and (size // (3 * n)) * 3 * n >= 0.97 * (size - size % 3), (size, n)
     dlc = DlcSettings(holders=1000, channels=8)
     # Two ledgers' worth of operations in flight, never fewer than configured, never more than useful.
-    assert sd.channels_needed(dlc, 1000) == 45  # 2000 / (15 holders x 3 ops)
-    assert sd.channels_needed(dlc, 100) == 8
+    assert sd.channels_needed(dlc, 1000) == 44  # what a 2,000-operation queue holds: 2000 // (15 holders x 3)
+    assert sd.channels_needed(dlc, 100) == 6  # below the configured 8: the queue holds no more
     assert sd.channels_needed(dlc.model_copy(update={"holders": 20}), 1000) == 8
     assert sd.channels_needed(dlc.model_copy(update={"holders": 0}), 1000) == 0
 
@@ -326,3 +326,15 @@ def test_seed_fills_ledgers_with_holders(tmp_path, horizon_factory, capsys):
     assert res["holder_ledger_count"] <= -(-900 // 200) + 1, res
     busy = [r["operation_count"] for r in h.double.ledger.ledgers if r["operation_count"]]
     assert max(busy) <= 200 and sorted(busy)[-2] >= 190  # full transaction sets, within the limit
+
+
+def test_a_full_queue_is_waited_out_not_fatal(tmp_path, horizon_double, capsys):
+    # stellar-core refuses what its queue cannot hold at the base fee with tx_insufficient_fee: sent again.
+    h = horizon_double
+    h.double.inject("insufficient_fee", "insufficient_fee")
+    code, out, err = _run(capsys, "seed", "-i", _inv(tmp_path, h, dlc={"holders": 5}), "--json")
+    assert code == 0, err
+    assert err.count("queue is full (tx_insufficient_fee)") == 2
+    res = json.loads(out)
+    key = ("DLC", res["issuer"])
+    assert h.double.ledger.accounts[res["distributor"]].trustlines[key].balance == 1_000_000 * STROOPS
