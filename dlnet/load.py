@@ -139,6 +139,7 @@ class Close:
     seen: float  # wall clock when the watcher first saw it (s, time.time())
     txs: int | None = None  # transactions applied in it (None when aggregated with a missed ledger)
     ops: int | None = None
+    interval: float | None = None  # seconds since the previous close, as the node timed it (ledger.age.closed)
 
 
 def counts_of(metrics: dict[str, Any]) -> tuple[int, int]:
@@ -149,6 +150,22 @@ def counts_of(metrics: dict[str, Any]) -> tuple[int, int]:
         return int(float(m.get("sum", 0) or 0))
 
     return total("ledger.transaction.count"), total("ledger.operation.count")
+
+
+def closed_age_of(metrics: dict[str, Any]) -> tuple[float, int] | None:
+    """(sum of seconds, count) of the node's `ledger.age.closed` timer: the time between consecutive
+    closes, timed by the node itself in ms (a bucketed timer in 19.x, a plain timer elsewhere)."""
+    m = metrics.get("ledger.age.closed")
+    if not isinstance(m, dict):
+        return None
+    parts = m.get("buckets") if m.get("type") == "buckets" else [m]
+    try:
+        total = sum(float(b.get("sum", 0) or 0) for b in parts or [])
+        count = sum(int(b.get("count", 0) or 0) for b in parts or [])
+    except (TypeError, ValueError, AttributeError):
+        return None
+    unit = str((parts or [{}])[0].get("duration_unit", "ms"))
+    return (total / 1000.0 if unit == "ms" else total), count
 
 
 class LedgerWatch:
@@ -163,6 +180,7 @@ class LedgerWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_counts: tuple[int, int] | None = None
+        self._last_age: tuple[float, int] | None = None
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
 
@@ -179,21 +197,28 @@ class LedgerWatch:
             self._thread.join(timeout=5)
 
     def _record(self, info: Info, seen: float, baseline: bool = False) -> None:
-        counts = None
+        counts = age = None
         if self.with_counts:
             try:
-                counts = counts_of(self.admin.metrics())
+                metrics = self.admin.metrics()
+                counts, age = counts_of(metrics), closed_age_of(metrics)
             except CoreAdminError:
                 counts = None
         with self.lock:
             last = self.closes[-1] if self.closes else None
             c = Close(info.ledger.num, info.ledger.close_time, seen)
+            consecutive = last is not None and c.num == last.num + 1
             if counts is not None and self._last_counts is not None and not baseline:
                 c.txs, c.ops = counts[0] - self._last_counts[0], counts[1] - self._last_counts[1]
-                if last is not None and c.num != last.num + 1:
+                if not consecutive:
                     c.txs = c.ops = None  # spread over ledgers the watcher missed
+            # exactly one close timed since the last read: this ledger's own interval
+            if age is not None and self._last_age is not None and consecutive and age[1] - self._last_age[1] == 1:
+                c.interval = round(age[0] - self._last_age[0], 4)
             if counts is not None:
                 self._last_counts = counts
+            if age is not None:
+                self._last_age = age
             self.closes.append(c)
             self.changed.notify_all()
 
@@ -254,7 +279,9 @@ def percentile(values: list[float], q: float) -> float | None:
 @dataclass
 class CloseStats:
     ledgers: int
-    gaps: list[float]  # seconds between consecutive closes, as the watcher saw them (0.1 s poll)
+    # seconds between consecutive closes: as the node timed them (ledger.age.closed, ms) where the watcher
+    # read its metrics right after each close, else as the watcher saw them (0.1 s poll)
+    gaps: list[float]
     header_gaps: list[int]  # closeTime deltas from the ledger headers (whole seconds)
     p50: float | None
     p95: float | None
@@ -272,7 +299,7 @@ def close_stats(closes: list[Close]) -> CloseStats:
     gaps, header = [], []
     for a, b in itertools.pairwise(closes):
         if b.num == a.num + 1:
-            gaps.append(round(b.seen - a.seen, 3))
+            gaps.append(b.interval if b.interval is not None else round(b.seen - a.seen, 3))
             header.append(b.close_time - a.close_time)
     counted = closes[1:]
     txs = [c.txs for c in counted]
@@ -288,6 +315,23 @@ def close_stats(closes: list[Close]) -> CloseStats:
         ops=sum(o for o in ops if o is not None) if counted and None not in ops else None,
         max_txs_in_ledger=max((t for t in txs if t is not None), default=None),
     )
+
+
+def applied_rate_span(closes: list[Close]) -> tuple[int | None, float]:
+    """(transactions, seconds) of the ledgers that applied the load at its steady rate: the ledgers with
+    transactions, less the first and the last when there are three or more (the load window starts and ends
+    inside them, so they hold only part of a ledger's worth), and never the empty drain ledgers after it.
+    Seconds are the node's own intervals where known."""
+    busy = [i for i, c in enumerate(closes) if i and c.txs]
+    if not busy or any(c.txs is None for c in closes[1:]):
+        return None, 0.0
+    first, last = (busy[1], busy[-2]) if len(busy) >= 3 else (busy[0], busy[-1])
+    txs = sum(c.txs or 0 for c in closes[first : last + 1])
+    span = sum(
+        c.interval if c.interval is not None else c.seen - closes[k - 1].seen
+        for k, c in enumerate(closes[first : last + 1], start=first)
+    )
+    return txs, span
 
 
 # ---- channels ----------------------------------------------------------------------------------------------
@@ -775,7 +819,7 @@ class Engine:
         stats = close_stats(self.watch.between(first, min(last, submitted_end + 1)))
         everything = close_stats(self.watch.between(first, last))
         closes = self.watch.between(first, last)
-        span = (closes[-1].seen - closes[0].seen) if len(closes) > 1 else 0.0
+        busy_txs, span = applied_rate_span(closes)
         sign_seconds = sum(r.sign_seconds for r in results)
         submitted = sum(r.submitted for r in results)
         return StepResult(
@@ -792,6 +836,6 @@ class Engine:
             closes=stats,
             applied_txs=everything.txs,
             offered_tps=round(submitted / duration, 1),
-            applied_tps=round(everything.txs / span, 1) if everything.txs is not None and span > 0 else None,
+            applied_tps=round(busy_txs / span, 1) if busy_txs is not None and span > 0 else None,
             late=sum(r.late for r in results),
         )

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from stellar_sdk import (
-    Account,
     Asset,
     AuthorizationFlag,
     ChangeTrust,
@@ -32,13 +33,12 @@ from stellar_sdk import (
     Payment,
     SetOptions,
     SetTrustLineFlags,
-    TransactionBuilder,
     TrustLineFlags,
 )
 from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
 from stellar_sdk.operation import Operation
 
-from dlnet.chain import STROOPS, Horizon, SubmitFailed, codes_text, parse_amount
+from dlnet.chain import STROOPS, Horizon, SubmitFailed, Transactor, codes_text, parse_amount
 from dlnet.config import Network
 from dlnet.day2 import DlcSettings
 from dlnet.errors import DlnetError
@@ -46,6 +46,11 @@ from dlnet.keys import secrets_dir
 
 MAX_OPS_PER_TX = 100
 MAX_SIGNATURES = 20
+# Channel accounts in flight: enough transactions queued to fill two ledgers (stellar-core keeps at least
+# two ledgers' worth in its queue), never more than this many accounts.
+LEDGERS_QUEUED = 2
+MAX_CHANNELS = 64
+QUEUE_FULL_RETRIES = 12  # about a minute of waiting for room in the queue (0.5, 1, 2, 4, then 8 s)
 FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_clawback_enabled": 8}
 ISSUED_KEY = "dlc.issued"
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -171,6 +176,9 @@ class Report:
     operations: int = 0
     ledgers: list[int] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
+    # The holders' phase alone (through the channels): what "fills ledgers" is measured on.
+    holder_operations: int = 0
+    holder_ledgers: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,8 +187,24 @@ class Report:
             "operations": self.operations,
             "ledgers": sorted(set(self.ledgers)),
             "ledger_count": len(set(self.ledgers)),
+            "holder_operations": self.holder_operations,
+            "holder_ledger_count": len(set(self.holder_ledgers)),
             "done": self.done,
         }
+
+
+def groups_per_tx(max_tx_set_size: int, ops_per_group: int, signers_per_group: int = 1, fixed_signers: int = 3) -> int:
+    """How many independent groups (holders) to put in one transaction so that whole transactions fill a
+    ledger of `max_tx_set_size` operations: the largest count within 2 % of the best fill, within Stellar's
+    100 operations and 20 signatures per transaction."""
+    top = max(1, min(MAX_OPS_PER_TX // ops_per_group, (MAX_SIGNATURES - fixed_signers) // signers_per_group))
+    top = max(1, min(top, max_tx_set_size // ops_per_group))
+
+    def fill(n: int) -> int:
+        return (max_tx_set_size // (n * ops_per_group)) * n * ops_per_group
+
+    best = max(fill(n) for n in range(1, top + 1))
+    return max(n for n in range(1, top + 1) if fill(n) >= 0.98 * best)
 
 
 class Chain:
@@ -222,6 +246,7 @@ class Chain:
                 )
             )
         self.funder_account = acc
+        self.tx = Transactor(horizon, net.passphrase, base_fee=self.base_fee)
         self._report_lock = threading.Lock()
 
     def account(self, account_id: str) -> dict[str, Any] | None:
@@ -250,9 +275,9 @@ class Chain:
                 " starting balances / holders in dlnet_dlc"
             )
 
-    def _pack(self, groups: list[list[Step]], source: Keypair) -> list[list[Step]]:
+    def _pack(self, groups: list[list[Step]], source: Keypair, ops_limit: int | None = None) -> list[list[Step]]:
         """Pack groups of steps (kept together, in order) into transactions within Stellar's limits."""
-        per_tx = max(1, min(MAX_OPS_PER_TX, self.max_tx_set_size))
+        per_tx = max(1, min(MAX_OPS_PER_TX, self.max_tx_set_size, ops_limit or MAX_OPS_PER_TX))
         batches: list[list[Step]] = [[]]
         for group in groups:
             batch = batches[-1]
@@ -276,7 +301,10 @@ class Chain:
         if len(channels) < 2:
             self.execute([s for g in groups for s in g], report)
             return
-        batches = self._pack(groups, channels[0])
+        # Transactions sized so that whole ones fill a ledger; one in flight per channel (channels_needed).
+        widest = max(len(g) for g in groups)
+        ops_limit = groups_per_tx(self.max_tx_set_size, widest) * widest
+        batches = self._pack(groups, channels[0], ops_limit)
         lanes: list[list[list[Step]]] = [batches[i :: len(channels)] for i in range(len(channels))]
         seqs = {}
         found = self.h.accounts([ch.public_key for ch in channels])
@@ -290,7 +318,7 @@ class Chain:
 
         def lane(ch: Keypair, work: list[list[Step]]) -> None:
             try:
-                self._submit(ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop)
+                self._submit(ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop, holders=True)
             except BaseException as exc:  # collected and re-raised by the caller thread
                 failures.append(exc)
                 stop.set()
@@ -313,24 +341,30 @@ class Chain:
         report: Report,
         label: str,
         stop: threading.Event | None = None,
+        *,
+        holders: bool = False,
     ) -> None:
         for i, batch in enumerate(batches, start=1):
             if stop is not None and stop.is_set():
                 return
-            bad_seq = 0
+            bad_seq = queue_full = 0
             while True:  # bounded: each pass either applies, rebuilds once for tx_bad_seq, or drops a step
-                builder = TransactionBuilder(
-                    Account(source.public_key, seq), self.net.passphrase, base_fee=self.base_fee
-                ).set_timeout(300)
-                for s in batch:
-                    builder.append_operation(s.op)
-                tx = builder.build()
-                for kp in {**{s.signer.public_key: s.signer for s in batch}, source.public_key: source}.values():
-                    tx.sign(kp)
+                signers = {s.signer.public_key: s.signer for s in batch if s.signer.public_key != source.public_key}
+                envelope = self.tx.build(source, [s.op for s in batch], signers=signers.values(), sequence=seq)
                 try:
-                    record = self.h.submit(tx.to_xdr(), tx.hash_hex(), self.progress)
+                    record = self.tx.submit(envelope, self.progress)
                     break
                 except SubmitFailed as exc:
+                    if exc.tx_code == "tx_insufficient_fee" and queue_full < QUEUE_FULL_RETRIES:
+                        # stellar-core's queue holds two ledgers' worth; at the base fee a transaction that
+                        # does not fit is refused this way (surge pricing). It did not apply: send it again
+                        # once a ledger has made room.
+                        wait = min(0.5 * 2**queue_full, 8.0)
+                        queue_full += 1
+                        self.progress(f"seed: {label}: the transaction queue is full (tx_insufficient_fee),"
+                                      f" resending transaction {i} in {wait:.1f}s")
+                        time.sleep(wait)
+                        continue
                     if exc.tx_code == "tx_bad_seq" and bad_seq < 2:  # someone else used the account: re-read it
                         bad_seq += 1
                         acc = self.h.account(source.public_key)
@@ -359,6 +393,9 @@ class Chain:
                 report.operations += len(batch)
                 report.ledgers.append(int(record.get("ledger", 0)))
                 report.done.extend(s.what for s in batch)
+                if holders:
+                    report.holder_operations += len(batch)
+                    report.holder_ledgers.append(int(record.get("ledger", 0)))
             self.progress(
                 f"seed: {label} transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
                 f" {record.get('ledger')}"
@@ -366,6 +403,30 @@ class Chain:
 
 
 # ---- DLC -----------------------------------------------------------------------------------------
+def holder_ops(dlc: DlcSettings) -> int:
+    """Operations per new holder: create account, trustline, and the issuer's authorization when required."""
+    return 3 if "auth_required" in dlc.flags else 2
+
+
+def channels_needed(dlc: DlcSettings, max_tx_set_size: int, holders: int | None = None) -> int:
+    """Channel accounts that keep the ledgers full while holders are created: each channel has one
+    transaction in flight (as many holders as its signatures allow), and together they queue
+    LEDGERS_QUEUED ledgers' worth of operations, so every ledger closes with a full transaction set while
+    the answers for the previous one come back, and never more than that queue holds (stellar-core refuses
+    the excess with tx_insufficient_fee). Within that: at least dlnet_dlc.channels, no more than there are
+    transactions to send, at most MAX_CHANNELS."""
+    holders = dlc.holders if holders is None else holders
+    if holders <= 0:
+        return 0
+    per_group = holder_ops(dlc)
+    # signers of one transaction: the channel (source), the funder, the issuer and one key per holder
+    n = groups_per_tx(max_tx_set_size, per_group)
+    transactions = math.ceil(holders / n)
+    # what stellar-core's queue holds at the base fee (more is refused with tx_insufficient_fee)
+    fits = max(1, min(LEDGERS_QUEUED * max_tx_set_size // (n * per_group), MAX_CHANNELS))
+    return min(fits, max(dlc.channels, min(fits, transactions)))
+
+
 def plan_dlc(
     chain: Chain,
     dlc: DlcSettings,

@@ -230,7 +230,7 @@ class Outcome:
     dry_run: bool
     slo: float
     at: str
-    stopped: str = ""  # why the search ended (done, steps, deadline, ceiling)
+    stopped: str = ""  # why the search ended (done, steps, deadline, ceiling, top of range)
     plot: str | None = None
     record: str | None = None
 
@@ -291,11 +291,15 @@ def run(
         search = Search(spec.min_rate, spec.max_rate)
         steps: list[Step] = []
         stopped = "steps"
-        per_step = spec.window + 4 * spec.close_target  # load window, upgrade and drain
+        # A step is its load window, an upgrade and the drain at least; once one has run, the longest seen
+        # (funding channels for a higher rate included). The final apply is one more upgrade.
+        per_step = spec.window + 4 * spec.close_target
+        reserve = 4 * spec.close_target
         for _ in range(spec.steps):
-            if clock() - started + per_step > spec.deadline:
+            if clock() - started + per_step + reserve > spec.deadline:
                 stopped = "deadline"
                 break
+            step_started = clock()
             rate = search.next_rate()
             size = current if spec.dry_run else spec.size_for(rate)
             if size != current and not spec.dry_run:
@@ -306,9 +310,15 @@ def run(
             step = judge(measured, idle, spec.slo, size)
             steps.append(step)
             progress(_row(step))
+            per_step = max(per_step, clock() - step_started)
             search.record(rate, step.ok, step.ceiling)
             if search.done:
-                stopped = "ceiling" if step.ceiling and step.ok else "done"
+                if step.ok and step.ceiling:
+                    stopped = "ceiling"
+                elif step.ok and rate >= spec.max_rate:
+                    stopped = "top of range"
+                else:
+                    stopped = "done"
                 break
         good = [s for s in steps if s.ok]
         chosen = max(good, key=lambda s: s.rate, default=None)
@@ -373,6 +383,8 @@ def table(out: Outcome) -> str:
         lines.append(f"no step within the SLO; max tx set size stays {out.size_before}")
     if any(s.ceiling for s in out.steps):
         lines.append("note: the load generator's own ceiling was reached (offered less than asked)")
+    if out.stopped == "top of range":
+        lines.append("note: the top of the search range passed: the network may take more — raise --max-rate")
     lines.append(f"search ended: {out.stopped}")
     return "\n".join(lines)
 

@@ -9,28 +9,26 @@ binaries skip with one line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
 
 from dlnet.preflight import Artifacts
+from dlnet.testnet import ANSIBLE_PLAYBOOK, Deployment, build_images
 from tests.conftest import ROOT
+
+__all__ = ["ANSIBLE_PLAYBOOK", "Deployment"]  # the deployment tests import them from here
 
 ENV = "test"
 INVENTORY = ROOT / "inventories" / "local"
 STATE = ROOT / "build" / "test-state"
 LOGS = ROOT / "build" / "test-logs"
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 NEEDS_STELLAR = (
     "needs stellar-core and Horizon: put the binaries in artifacts/ (stellar-core, stellar-horizon) "
     "or set STELLAR_CORE_BIN/HORIZON_BIN, then make test"
@@ -68,49 +66,6 @@ def build_double() -> dict[str, str]:
         # The double applies no transactions: the root account cannot be locked on it.
         "ANSIBLE_SKIP_TAGS": "root_lock",
     }
-
-
-@dataclass
-class Deployment:
-    extra_vars: dict[str, object]
-    env: dict[str, str] = field(default_factory=dict)
-    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-
-    @property
-    def stellar(self) -> bool:
-        return bool(self.extra_vars.get("dlnet_components", {}).get("stellar_core", True))  # type: ignore[union-attr]
-
-    @property
-    def double(self) -> bool:
-        """stellar-core and Horizon are the test double, not the real binaries."""
-        return "STELLAR_CORE_BIN" in self.env
-
-    def playbook(self, name: str, *args: str, log: str | None = None) -> subprocess.CompletedProcess[str]:
-        extra = LOGS / "extra-vars.json"
-        extra.write_text(json.dumps(self.extra_vars))
-        env = {
-            **os.environ,
-            **self.env,
-            "DLNET_STATE_DIR": str(STATE),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        }
-        start = time.monotonic()
-        proc = subprocess.run(
-            [ANSIBLE_PLAYBOOK, "-i", str(INVENTORY), str(ROOT / "deploy" / name), "-e", f"@{extra}", *args],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            check=False,
-        )
-        took = time.monotonic() - start
-        (LOGS / (log or name.replace(".yml", ".log"))).write_text(proc.stdout + proc.stderr)
-        if name == "site.yml" and "--check" not in args:
-            self.runs.append(proc)
-            self.seconds.append(took)
-        return proc
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -153,17 +108,8 @@ def deployment() -> Iterator[Deployment]:
         extra["dlnet_image_tag"] = env["IMAGE_TAG"]
         # The Horizon double has no admin port (no captured Horizon /metrics to model one on).
         extra["prometheus_horizon_admin_port"] = 0
-    build = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_images.py")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        env={**os.environ, **env},
-    )
-    (LOGS / "images.log").write_text(build.stdout + build.stderr)
-    assert build.returncode == 0, f"image build failed (build/test-logs/images.log):\n{build.stderr[-2000:]}"
-    dep = Deployment(extra, env)
+    build_images(LOGS, env=env)
+    dep = Deployment(extra, INVENTORY, STATE, LOGS, env)
     # A clean start: whatever an earlier session left of the test network goes first.
     dep.playbook("remove-network.yml", log="remove-before.log")
     shutil.rmtree(STATE, ignore_errors=True)

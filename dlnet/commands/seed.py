@@ -72,7 +72,9 @@ def seed(
         issuer = sd.keypair(net.env, "dlc-issuer")
         distributor = sd.keypair(net.env, "dlc-distributor")
         holder_kps = sd.holder_keys(net.env, dlc.holders)
-        channels = [sd.keypair(net.env, f"dlc-channel-{i}") for i in range(dlc.channels)] if dlc.holders else []
+        # As many channels as keep every ledger's transaction set full (at least dlnet_dlc.channels).
+        lanes = sd.channels_needed(dlc, chain.max_tx_set_size)
+        channels = [sd.keypair(net.env, f"dlc-channel-{i}") for i in range(lanes)]
         steps, groups, summary = sd.plan_dlc(chain, dlc, home_domain, issuer, distributor, holder_kps, channels)
         chain.check_funding(steps + [s for g in groups for s in g])
         report = sd.Report()
@@ -89,6 +91,12 @@ def seed(
         text = (
             f"seed: {summary['asset']} — {report.operations} operations in {report.transactions} transactions"
             f" over {len(set(report.ledgers))} ledgers; supply {summary['supply']}, {summary['holders']} holders"
+            + (
+                f" (holders: {report.holder_operations} operations over {len(set(report.holder_ledgers))} ledgers"
+                f" at max tx set size {chain.max_tx_set_size}, {len(channels)} channels)"
+                if report.holder_operations
+                else ""
+            )
             + ("; root locked" if lock_root else "")
         )
     else:

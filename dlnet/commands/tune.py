@@ -105,13 +105,18 @@ def tune(
     headroom: Annotated[float, typer.Option(help="max tx set size = rate x close target x headroom.")] = 2.0,
     close_target: Annotated[float, typer.Option(help="Target ledger close time, s (1 on accelerated networks).")] = 5.0,
     deadline: Annotated[float, typer.Option(help="Seconds for the whole run.")] = 1800.0,
+    min_size: Annotated[int | None, typer.Option(help="Smallest max tx set size a step may set.")] = None,
+    max_size: Annotated[int | None, typer.Option(help="Largest max tx set size a step may set.")] = None,
     processes: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
     dry_run: Annotated[bool, typer.Option(help="Measure at the current size; change nothing.")] = False,
     plot: Annotated[Path | None, typer.Option(help="PNG to write (default: beside the run record).")] = None,
     as_json: Json = False,
 ) -> None:
     """Closed loop: idle close time, binary search on rate and max tx set size under load, apply, record."""
-    spec = tn.Spec(slo, window, idle_window, min_rate, max_rate, steps, headroom, close_target, deadline, dry_run)
+    spec = tn.Spec(
+        slo, window, idle_window, min_rate, max_rate, steps, headroom, close_target, deadline, dry_run,
+        min_size, max_size,
+    )
     spec.check()  # bad input stops before the inventory or any validator is read
     if not 1 <= processes <= 64:
         raise tn.TuneError(f"tune: --processes {processes} — expected 1 to 64 — pass the number of cores")

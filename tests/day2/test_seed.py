@@ -298,3 +298,43 @@ def test_holders_go_through_channels_several_transactions_per_ledger(tmp_path, h
     key_holders = [a for a in h.double.ledger.accounts.values()
                    if any(t[0] == "DLC" and tl.flags & 1 for t, tl in a.trustlines.items())]
     assert len(key_holders) == 61  # distributor + 60 holders, all authorized
+
+
+def test_channel_count_and_transaction_size_fill_ledgers():
+    from dlnet import seed as sd
+    from dlnet.day2 import DlcSettings
+
+    # Whole transactions fill a ledger (3 operations per holder, at most 17 holders per transaction).
+    for size in (100, 200, 300, 1000, 5000):
+        n = sd.groups_per_tx(size, 3)
+        assert 1 <= n <= 17 and (size // (3 * n)) * 3 * n >= 0.97 * (size - size % 3), (size, n)
+    dlc = DlcSettings(holders=1000, channels=8)
+    # Two ledgers' worth of operations in flight, never fewer than configured, never more than useful.
+    assert sd.channels_needed(dlc, 1000) == 44  # what a 2,000-operation queue holds: 2000 // (15 holders x 3)
+    assert sd.channels_needed(dlc, 100) == 6  # below the configured 8: the queue holds no more
+    assert sd.channels_needed(dlc.model_copy(update={"holders": 20}), 1000) == 8
+    assert sd.channels_needed(dlc.model_copy(update={"holders": 0}), 1000) == 0
+
+
+def test_seed_fills_ledgers_with_holders(tmp_path, horizon_factory, capsys):
+    # 300 holders (900 operations) at max tx set size 200: no more ledgers than ceil(900 / 200) + 1.
+    h = horizon_factory(max_tx_set_size=200, close_interval=0.25)
+    code, out, err = _run(capsys, "seed", "-i", _inv(tmp_path, h, dlc={"holders": 300, "channels": 2}), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["holder_operations"] == 900
+    assert res["holder_ledger_count"] <= -(-900 // 200) + 1, res
+    busy = [r["operation_count"] for r in h.double.ledger.ledgers if r["operation_count"]]
+    assert max(busy) <= 200 and sorted(busy)[-2] >= 190  # full transaction sets, within the limit
+
+
+def test_a_full_queue_is_waited_out_not_fatal(tmp_path, horizon_double, capsys):
+    # stellar-core refuses what its queue cannot hold at the base fee with tx_insufficient_fee: sent again.
+    h = horizon_double
+    h.double.inject("insufficient_fee", "insufficient_fee")
+    code, out, err = _run(capsys, "seed", "-i", _inv(tmp_path, h, dlc={"holders": 5}), "--json")
+    assert code == 0, err
+    assert err.count("queue is full (tx_insufficient_fee)") == 2
+    res = json.loads(out)
+    key = ("DLC", res["issuer"])
+    assert h.double.ledger.accounts[res["distributor"]].trustlines[key].balance == 1_000_000 * STROOPS

@@ -81,7 +81,8 @@ def test_binary_search_finds_the_knee_and_applies_its_size():
 def test_top_of_range_accepted_stops_at_once():
     out, sizes = _run(tn.Spec(max_rate=400, steps=5, window=15, idle_window=15), lambda r: _m(r))
     assert [s.rate for s in out.steps] == [400]
-    assert out.stopped == "done" and out.size_applied == 4000 and sizes == [4000]
+    assert out.stopped == "top of range" and out.size_applied == 4000 and sizes == [4000]
+    assert "raise --max-rate" in tn.table(out)
 
 
 def test_no_step_within_slo_restores_size_before():
@@ -227,3 +228,58 @@ def test_status_and_exporter_show_the_tuned_size(tmp_path, monkeypatch):
     metrics = generate_latest(registry_for(net, 0.5)[0]).decode()
     assert 'dlnet_tune_max_tx_set_size{environment="tunetest"} 4000.0' in metrics
     assert 'dlnet_tune_close_p95_seconds{environment="tunetest"} 5.9' in metrics
+
+
+def test_close_intervals_come_from_the_nodes_own_timer(reference):
+    import json
+
+    # The recorded 19.14 `metrics`: ledger.age.closed is a bucketed timer in ms (3 + 9 closes).
+    body = json.loads((reference / "normal-5s" / "http" / "metrics.json").read_text())["body"]["metrics"]
+    total, count = ld.closed_age_of(body)
+    assert count == 12 and total == pytest.approx((12021.1 + 47037.5) / 1000)
+    assert ld.closed_age_of({}) is None
+    # Where the node timed a ledger, its interval wins over the watcher's poll.
+    closes = [ld.Close(1, 0, 0.0), ld.Close(2, 5, 5.3, interval=5.0012), ld.Close(3, 10, 10.1)]
+    assert ld.close_stats(closes).gaps == [5.0012, 4.8]
+
+
+def test_applied_rate_counts_only_the_ledgers_that_carried_load():
+    closes = [ld.Close(1, 0, 0.0, txs=0), ld.Close(2, 5, 5.0, 250, 250, 5.0), ld.Close(3, 10, 10.0, 250, 250, 5.0),
+              ld.Close(4, 15, 15.0, 0, 0, 5.0), ld.Close(5, 20, 20.0, 0, 0, 5.0)]
+    assert ld.applied_rate_span(closes) == (500, 10.0)  # 50 tx/s, not 500 / 20 s
+    assert ld.applied_rate_span(closes[:1]) == (None, 0.0)
+    # The window starts and ends inside the first and last busy ledgers: the full ones in between give the rate.
+    ramp = [ld.Close(1, 0, 0.0, txs=0), ld.Close(2, 5, 5.0, 100, 100, 5.0), ld.Close(3, 10, 10.0, 500, 500, 5.0),
+            ld.Close(4, 15, 15.0, 500, 500, 5.0), ld.Close(5, 20, 20.0, 50, 50, 5.0), ld.Close(6, 25, 25.0, 0, 0, 5.0)]
+    assert ld.applied_rate_span(ramp) == (1000, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--slo", "-0.05"], "--slo -0.05"),
+        (["--window", "10"], "--window 10s"),
+        (["--idle-window", "14"], "--idle-window 14s"),
+        (["--min-rate", "-1"], "--min-rate -1"),
+        (["--max-rate", "0"], "--max-rate 0"),
+        (["--min-size", "0"], "--min-size 0"),
+        (["--max-size", "-3"], "--max-size -3"),
+    ],
+)
+def test_cli_refuses_bad_tune_input_before_reading_the_network(capsys, args, msg):
+    assert main(["tune", "-i", "/nonexistent", *args]) == 1
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_network_below_protocol_1_is_refused_before_any_change(tmp_path, core_factory, capsys, monkeypatch):
+    from tests.doubles.inventory import write_inventory
+
+    monkeypatch.setenv("DLNET_STATE_DIR", str(tmp_path / "state"))
+    core = core_factory(3, protocol_version=0)  # genesis: protocol 0 refuses every transaction
+    inv = write_inventory(tmp_path, passphrase=core.passphrase, validators={k: v.port for k, v in core.nodes.items()})
+    assert main(["tune", "-i", inv, "--window", "15", "--idle-window", "15"]) == 1
+    err = capsys.readouterr().err
+    assert "protocol" in err and "dlnet upgrade --to-latest" in err and len(err.strip().splitlines()) == 1, err
+    assert all(not n.armed and not n.upgrade_requests for n in core.nodes.values())
+    assert not (tmp_path / "state" / "test" / "tune").exists()

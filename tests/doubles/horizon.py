@@ -113,7 +113,8 @@ class HorizonDouble:
         self.stop()
 
     def inject(self, *faults: str) -> None:
-        """Faults consumed one per POST /transactions: 'try_again_later', 'timeout', 'server_error'."""
+        """Faults consumed one per POST /transactions: 'try_again_later', 'timeout', 'server_error',
+        'insufficient_fee' (a full queue at the base fee)."""
         self.faults.extend(faults)
 
     def rate_limit(self, n: int, retry_after: float | None = None, reset: float | None = 1) -> None:
@@ -479,6 +480,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if fault == "server_error":
             return self._problem(500, "server_error", "Internal Server Error", "An error occurred.")
+        if fault == "insufficient_fee":  # stellar-core's queue full at the base fee (surge pricing), not queued
+            return self._problem(
+                400,
+                "transaction_failed",
+                "Transaction Failed",
+                "The transaction failed when submitted to the stellar network. The"
+                " `extras.result_codes` field on this response contains further details.",
+                {"envelope_xdr": blob, "result_codes": {"transaction": "tx_insufficient_fee"}},
+            )
         try:
             sub = h.ledger.submit(blob)
         except TxRejected as rej:
