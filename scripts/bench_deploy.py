@@ -75,7 +75,7 @@ def main() -> int:
           f" (target < {TARGET_RERUN:.0f} s, ratio {rerun / TARGET_RERUN:.2f}; re-run / first {rerun / up:.2f})")
     print(f"  make down, then make up -> all healthy: {down:.1f} s + {resumed:.1f} s; ledger {before[0]} before,"
           f" {after[0]} after ({'same chain, resumed' if after[0] >= before[0] else 'CHAIN RESTARTED'})")
-    print(f"  dlnet upgrade --to-latest (protocol 0 -> {upgrade.get('protocol', '?')}) and max tx set size {size},"
+    print(f"  dlnet upgrade --to-latest and max tx set size {size},"
           f" arm -> applied on every validator: {upgrade_s:6.1f} s"
           f" (changed={upgrade.get('changed')})")
     print(f"  dlnet seed --holders 1000: {seed_s:6.1f} s, {seed.get('ledger_count')} ledgers,"
