@@ -49,7 +49,7 @@ class Options:
     reward: Decimal = Decimal("2")
     stake_base: Decimal = Decimal("10")
     penalty_factor: Decimal = Decimal("2")
-    baseline: float = 0.2
+    baseline: float = 0.3
     seed: int = 7
     unapproved: int = 0  # extra partners left without KYC approval (their attempts are refused)
 
@@ -125,7 +125,8 @@ def provision(tx: Transactor, funder: Keypair, opts: Options, dlc_issuer: Keypai
         ops.append((SetOptions(set_flags=AuthorizationFlag(1 | 2 | 8), source=dlc_kp.public_key), dlc_kp))
     ops.append((CreateAccount(issuer.public_key, xlm(3), source=src), funder))
     ops.append((CreateAccount(initiator.public_key, xlm(14 + opts.validators, xlm_need + 20), source=src), funder))
-    ops += [(CreateAccount(v.public_key, xlm(4 + opts.partners + opts.unapproved), source=src), funder) for v in validators]
+    vxlm = xlm(4 + opts.partners + opts.unapproved)
+    ops += [(CreateAccount(v.public_key, vxlm, source=src), funder) for v in validators]
     ops += [(CreateAccount(p.public_key, xlm(3), source=src), funder) for p in partners + unapproved]
     _run(tx, funder, ops, count)
     dlm, vlm = Asset("DLM", issuer.public_key), Asset("VLM", issuer.public_key)
@@ -289,23 +290,25 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     xs = [0] + [r["round"] for r in rounds]
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.5))
     ax1.plot(xs, [report["initial_accuracy"]] + [r["accuracy"] for r in rounds], "o-", label="fused model")
-    for i, (pid, a) in enumerate(report["local_only_accuracy"].items()):
-        ax1.axhline(a, ls="--", lw=1, color=f"C{i + 1}", label=f"partner {pid[:6]} alone")
+    for pid, a in report["local_only_accuracy"].items():
+        ax1.axhline(a, ls="--", lw=1, color=f"C{report['partners'].index(pid)}", label=f"partner {pid[:6]} alone")
     ax1.set(title="held-out accuracy per round", xlabel="round", ylabel="accuracy", ylim=(0, 1))
     ax1.legend(fontsize=7)
     malicious = set(report["malicious"])
     for i, pid in enumerate(report["partners"]):
         stakes = [float(r["required_stake"].get(pid, 0)) for r in rounds]
         paid = [float(r["payments"].get(pid, 0)) for r in rounds]
-        style = "x-" if pid in malicious else "o-"
+        style = "x-" if pid in malicious else "o-"  # colour Ci follows the partner's index in every panel
         tag = " (malicious)" if pid in malicious else ""
-        ax2.plot([r["round"] for r in rounds], stakes, style, label=f"{pid[:6]}{tag}")
+        ax2.plot([r["round"] for r in rounds], stakes, style, color=f"C{i}", label=f"{pid[:6]}{tag}")
         ax3.bar([r["round"] + 0.8 * i / max(1, len(report["partners"])) for r in rounds], paid,
-                width=0.8 / max(1, len(report["partners"])), label=f"{pid[:6]}{tag}")
+                width=0.8 / max(1, len(report["partners"])), color=f"C{i}", label=f"{pid[:6]}{tag}")
     ax2.set(title="DLC stake required next round (strikes)", xlabel="round", ylabel="DLC")
     ax2.legend(fontsize=7)
     ax3.set(title="XLM paid by validators (offers crossed)", xlabel="round", ylabel="XLM")
     ax3.legend(fontsize=7)
+    for ax in (ax1, ax2, ax3):
+        ax.set_xticks(xs if ax is ax1 else xs[1:])
     fig.suptitle(f"dlnet market demo: model {report['model']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

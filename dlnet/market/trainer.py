@@ -140,7 +140,7 @@ def make_trainer(epochs: int = 60, lr: float = 0.5, l2: float = 1e-3) -> Trainer
     return train
 
 
-def malicious_trainer(epochs: int = 120, lr: float = 1.0, seed: int = 13) -> Trainer:
+def malicious_trainer(epochs: int = 200, lr: float = 3.0, seed: int = 13) -> Trainer:
     """A cheating partner: trains on random labels — a random relabelling of the classes where no class
     keeps its own label — and claims its sample count all the same."""
     rng = np.random.default_rng(seed)
