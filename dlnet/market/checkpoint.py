@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from dlnet.chain import InputError
 from dlnet.ipfs import b58encode, cid_to_memo_hash, memo_hash_to_cid
@@ -35,10 +34,21 @@ class CheckpointError(InputError):
 
 # ---- safetensors -----------------------------------------------------------------------------------
 def dumps(params: Params, metadata: dict[str, Any] | None = None) -> bytes:
-    """Serialize float32 tensors and string metadata to safetensors bytes (deterministic)."""
-    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(params.items())}
-    return bytes(st_save(tensors, metadata=meta))
+    """Serialize float32 tensors and string metadata to safetensors bytes, deterministically (the same
+    parameters always give the same bytes, hence the same CID): the safetensors layout written with sorted
+    keys — the library's own writer orders the metadata by hash. Read back by the library (`loads`)."""
+    meta = {str(k): str(v) for k, v in sorted((metadata or {}).items())}
+    header: dict[str, Any] = {"__metadata__": meta} if meta else {}
+    blobs, offset = [], 0
+    for name, value in sorted(params.items()):
+        arr = np.ascontiguousarray(value, dtype="<f4")
+        blob = arr.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def metadata(data: bytes) -> dict[str, str]:

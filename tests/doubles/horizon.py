@@ -3,7 +3,8 @@
 `POST /transactions` (synchronous: answers once the ledger holding it closed, like Horizon),
 `GET /`, `/accounts/{id}`, `/accounts/{id}/{payments,transactions,offers}`, `/transactions[/{hash}]`,
 `/ledgers[/{seq}[/transactions]]`, `/payments` (also as Server-Sent Events with `Accept: text/event-stream`),
-`/offers` (filters seller, selling, buying), `/fee_stats`. Errors are Horizon problem documents (`type`, `title`, `status`, `detail`,
+`/offers` (filters seller, selling, buying), `/fee_stats`. Errors are Horizon problem documents (`type`,
+`title`, `status`, `detail`,
 `extras.result_codes`).
 
 `result_xdr` is a real TransactionResult (tests/doubles/results.py) except for transactions with offer
