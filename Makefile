@@ -15,6 +15,11 @@ BIN := $(VENV)/bin
 # Extra CA bundle for builds behind a TLS-intercepting proxy (copied into builder stages only).
 EXTRA_CA_BUNDLE ?= $(firstword $(wildcard $(SSL_CERT_FILE) /etc/ssl/certs/ca-certificates.crt))
 ANSIBLE_FLAGS ?=
+# Real builds of stellar-core and Horizon that CI keeps beside the clone (../shared/bin): `make test`
+# deploys them when present (STELLAR_CORE_BIN/HORIZON_BIN given explicitly win). The kit itself never
+# reads that folder: operators supply artifacts/ (or `make fetch-artifacts`).
+SHARED_BIN := $(abspath $(CURDIR)/../shared/bin)
+TEST_BINARIES := $(if $(wildcard $(SHARED_BIN)/stellar-core),STELLAR_CORE_BIN="$${STELLAR_CORE_BIN:-$(SHARED_BIN)/stellar-core}" HORIZON_BIN="$${HORIZON_BIN:-$(SHARED_BIN)/stellar-horizon}")
 IMAGE ?=
 # RESET=1: accept a changed passphrase (a new network); only after `make clean`.
 RESET ?= 0
@@ -66,6 +71,7 @@ check: venv ## Preflight: validate the inventory and the quorum (changes nothing
 
 .PHONY: up
 up: venv ## Deploy the network described by inventories/$(ENV) (default: local)
+	@$(BIN)/dlnet artifacts fetch -i $(INVENTORY) --if-missing
 	@$(MAKE) check
 	@$(MAKE) images
 	@echo ">> deploying $(INVENTORY)"
@@ -106,17 +112,17 @@ test: venv deps engine ## Lint, then every test (builds images, deploys inventor
 	@echo ">> testing"
 	@$(MAKE) lint
 	@$(MAKE) kubo
-	@$(BIN)/pytest $(PYTEST_ARGS)
+	@$(TEST_BINARIES) $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv engine ## Benchmarks, printed as numbers and ratios
 	@echo ">> benchmarks (scripts/bench_*.py)"
-	@for b in scripts/bench_*.py; do echo ">> $$b"; $(BIN)/python "$$b"; done
+	@for b in scripts/bench_*.py; do echo ">> $$b"; $(TEST_BINARIES) $(BIN)/python "$$b"; done
 
 .PHONY: fetch-artifacts
-fetch-artifacts: venv engine ## Internet-connected hosts: fetch the official stellar-core/Horizon into artifacts/
+fetch-artifacts: venv ## Fetch the official stellar-core/Horizon (verified) into artifacts/ (make up does when missing)
 	@echo ">> fetching the official stellar-core and Horizon from SDF's apt repository"
-	@scripts/fetch-artifacts.sh
+	@$(BIN)/dlnet artifacts fetch -i $(INVENTORY)
 
 # Fragments for further subsystems (monitoring, services, ...): each adds its own targets.
 -include mk/*.mk

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from dlnet import keys, preflight, quorum
+from dlnet.commands.artifacts import artifacts_app
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
@@ -37,6 +38,7 @@ app.command("seed")(seed_cmd)
 app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
 app.add_typer(model_app, name="model")
+app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.
 app.add_typer(market_app, name="market")
 # Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.

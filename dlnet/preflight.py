@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlnet import compat, quorum
+from dlnet.artifacts import binary_version
 from dlnet.config import Network
 
 
@@ -279,7 +279,7 @@ def _check_artifacts(net: Network, artifacts: Artifacts) -> list[str]:
         else:
             want = net.stellar_core_version if name == "stellar-core" else net.horizon_version
             var = "stellar_core_version" if name == "stellar-core" else "horizon_version"
-            got = _binary_version(path)
+            got = binary_version(path)
             # stellar-core must match its major (the template follows it); Horizon its release row.
             same = (
                 compat.parse(got)[:1] == compat.parse(want)[:1]
@@ -292,17 +292,6 @@ def _check_artifacts(net: Network, artifacts: Artifacts) -> list[str]:
                     f" or change {var}"
                 )
     return out
-
-
-def _binary_version(path: Path) -> str:
-    try:
-        proc = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return ""
-    # stellar-core: "v19.14.0"; Horizon: "horizon-v2.26.1" (then the Go version).
-    first = (proc.stdout.strip().splitlines() or [""])[0].strip().removeprefix("horizon-")
-    v = compat.parse(first)
-    return ".".join(map(str, v)) if v else ""
 
 
 def _check_state(net: Network, reset: bool) -> list[str]:

@@ -19,7 +19,7 @@ import testinfra
 import yaml
 
 from tests.conftest import ROOT
-from tests.deploy.conftest import ANSIBLE_PLAYBOOK, ENV, STATE, Deployment, api, containers, recap, wait_for
+from tests.network import ANSIBLE_PLAYBOOK, ENV, STATE, Deployment, api, containers, recap, wait_for
 
 HOSTS = yaml.safe_load((ROOT / "inventories" / "local" / "hosts.yml").read_text())["all"]["children"]
 IPFS = HOSTS["ipfs_bootstrap"]["hosts"]

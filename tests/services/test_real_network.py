@@ -1,12 +1,10 @@
-"""The compliance and bridge flows against the real network of inventories/local (stellar-core + Horizon).
-
-Runs only when the binaries are supplied and `make up` has a Horizon answering for the local passphrase;
-otherwise skips with one line saying what to supply.
+"""The compliance and bridge flows against the session's deployed network (inventories/local with the
+real stellar-core + Horizon, tests/network.py). Without the binaries it skips with one line saying what
+to supply (in CI, where they are supplied, that is a failure).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -16,33 +14,40 @@ import yaml
 from fastapi.testclient import TestClient
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from dlnet.preflight import Artifacts
 from dlnet.services import bridge, compliance
 from dlnet.services.settings import BridgeSettings, ComplianceSettings
+from tests.conftest import skip_or_fail
+from tests.network import Deployment, stellar_artifacts, wait_for
 from tests.services.ledger_setup import Net
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = ("needs stellar-core and Horizon: put the binaries in artifacts/ or set STELLAR_CORE_BIN/HORIZON_BIN,"
-        " then make up")
+        " then make test")
 TOKEN = "real-network-token-0123456789abcdef"
 
 pytestmark = pytest.mark.stellar
 
 
 @pytest.fixture
-def real_horizon() -> tuple[str, str]:
-    art = Artifacts.resolve(ROOT / "artifacts")
+def real_horizon(request: pytest.FixtureRequest) -> tuple[str, str]:
+    if not stellar_artifacts():
+        skip_or_fail(SKIP)
+    deployment: Deployment = request.getfixturevalue("deployment")
+    assert not deployment.double, "real binaries supplied, yet the deployment runs the test double"
     passphrase = yaml.safe_load((ROOT / "inventories/local/group_vars/all/network.yml").read_text())[
         "dlnet_network_passphrase"]
-    url = os.environ.get("DLNET_HORIZON_URL", "http://127.0.0.1:8000")
-    if not (art.stellar_core.is_file() and art.horizon.is_file()):
-        pytest.skip(SKIP)
-    try:
-        root = httpx.get(url, timeout=3).json()
-    except (httpx.HTTPError, ValueError):
-        pytest.skip(SKIP)
-    if root.get("network_passphrase") != passphrase:
-        pytest.skip(SKIP)
+    port = yaml.safe_load((ROOT / "inventories/local/hosts.yml").read_text())["all"]["children"]["horizon"][
+        "hosts"]["horizon1"]["horizon_port"]
+    url = f"http://127.0.0.1:{port}"
+
+    def ingesting() -> bool:
+        try:
+            root = httpx.get(url, timeout=3).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return root.get("network_passphrase") == passphrase and root.get("history_latest_ledger", 0) > 1
+
+    assert wait_for(ingesting, timeout=180, every=2), f"Horizon at {url} never ingested the deployed network"
     return url, passphrase
 
 

@@ -6,82 +6,16 @@ each must equal shared/reference/.../config/v<N>.cfg, except for secrets and fil
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
-from stellar_sdk import Keypair
 
-from tests.conftest import REFERENCE, ROOT
+from dlnet import compat
+from tests.render import _reference_network, _render
 
 # Keys whose values are paths or secrets (the reference redacted its seeds, rewrote its paths).
 PATHS_AND_SECRETS = {"NODE_SEED", "DATABASE", "BUCKET_DIR_PATH", "LOG_FILE_PATH", "HISTORY"}
-
-
-def _reference_network(run: str) -> tuple[dict, dict[str, str]]:
-    cfgs = {f"v{i}": tomllib.loads((REFERENCE / run / "config" / f"v{i}.cfg").read_text()) for i in (1, 2, 3)}
-    keys = {v["NAME"]: v["PUBLIC_KEY"] for c in cfgs.values() for v in c["VALIDATORS"]}
-    return cfgs, keys
-
-
-def _render(tmp: Path, run: str, version: str, extra: dict | None = None) -> subprocess.CompletedProcess[str]:
-    cfgs, keys = _reference_network(run)
-    first = cfgs["v1"]
-    hosts = {}
-    for name, cfg in cfgs.items():
-        others = {v["NAME"]: v for c in cfgs.values() for v in c["VALIDATORS"]}
-        me = others[name]
-        peer_port = int(me["ADDRESS"].rsplit(":", 1)[1])
-        history_port = int(me["HISTORY"].split(":")[2].split("/")[0])
-        hosts[name] = {
-            "stellar_core_organisation": "org1",
-            "stellar_core_peer_port": peer_port,
-            "stellar_core_http_port": cfg["HTTP_PORT"],
-            "stellar_core_history_port": history_port,
-            "stellar_core_extra_config": extra or {},
-        }
-    inventory = {
-        "all": {
-            "vars": {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": sys.executable,
-                "dlnet_address": "127.0.0.1",
-                "dlnet_env": "render",
-                "dlnet_network_passphrase": first["NETWORK_PASSPHRASE"],
-                "dlnet_organisations": [{"name": "org1", "home_domain": first["NODE_HOME_DOMAIN"], "quality": "HIGH"}],
-                "dlnet_quorum": {"tolerated_failures": 1, "unsafe": False},
-                "dlnet_testing_accelerate_time": bool(first.get("ARTIFICIALLY_ACCELERATE_TIME_FOR_TESTING")),
-                "stellar_core_version": version,
-                "dlnet_secrets_dir": str(tmp / "secrets"),
-                "dlnet_data_root": str(tmp / "data"),
-                "dlnet_reset": False,
-            },
-            "children": {"stellar_core": {"hosts": hosts}},
-        }
-    }
-    (tmp / "secrets").mkdir(exist_ok=True)
-    for name, key in keys.items():
-        (tmp / "secrets" / f"{name}.pub").write_text(key + "\n")
-        # A throwaway seed: the reference redacted the real ones.
-        (tmp / "secrets" / f"{name}.seed").write_text(Keypair.random().secret + "\n")
-    (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp / "hosts.yml"),
-            str(ROOT / "tests" / "playbooks" / "render-stellar-core.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
 
 
 def _rendered(tmp: Path, name: str) -> str:
@@ -135,3 +69,49 @@ def test_config_keys_follow_the_version(tmp_path: Path, version: str, key: str, 
     else:
         assert proc.returncode == 0, proc.stdout[-2000:]
         assert tomllib.loads(_rendered(tmp_path, "v1"))[key] == 1
+
+
+def test_validators_admit_the_networks_own_horizon_on_one_host(tmp_path: Path) -> None:
+    # Real 19.14 with PREFERRED_PEERS_ONLY=true drops a captive core it does not prefer (ERR_LOAD),
+    # so Horizon never ingests (shared/bin/README.md): each Horizon's captive core is preferred by address.
+    proc = _render(tmp_path, "accelerated-1s", "19.14.0", horizon={"horizon1": {"horizon_port": 8000}})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name in ("v1", "v2", "v3"):
+        got = tomllib.loads(_rendered(tmp_path, name))
+        assert got["PREFERRED_PEERS_ONLY"] is True
+        assert got["PREFERRED_PEERS"] == ["127.0.0.1:11725"]
+
+
+def test_validators_admit_watchers_by_address_across_hosts(tmp_path: Path) -> None:
+    addresses = {"v1": "10.0.0.1", "v2": "10.0.0.2", "v3": "10.0.0.3"}
+    horizon = {
+        "h1": {"dlnet_address": "10.0.0.9", "horizon_captive_core_peer_port": 11800},
+        "h2": {"dlnet_address": "10.0.0.10"},
+    }
+    proc = _render(tmp_path, "normal-5s", "19.14.0", addresses=addresses, horizon=horizon,
+                   extra_peers=["10.0.1.5:11725"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name in addresses:
+        got = tomllib.loads(_rendered(tmp_path, name))
+        assert got["PREFERRED_PEERS_ONLY"] is True
+        assert "ALLOW_LOCALHOST_FOR_TESTING" not in got
+        assert got["PREFERRED_PEERS"] == ["10.0.0.9:11800", "10.0.0.10:11725", "10.0.1.5:11725"]
+        assert {v["ADDRESS"].split(":")[0] for v in got["VALIDATORS"]} == {a for n, a in addresses.items() if n != name}
+
+
+@pytest.mark.parametrize("horizon_version", ["2.26.1", "27.0.0"])
+def test_captive_core_file_holds_only_keys_that_horizon_version_accepts(tmp_path: Path, horizon_version: str) -> None:
+    # Horizon parses the file strictly ("these fields are not supported by captive core"): 2.26.1 refuses
+    # ALLOW_LOCALHOST_FOR_TESTING and PREFERRED_PEERS_ONLY (shared/bin/README.md).
+    proc = _render(tmp_path, "accelerated-1s", "19.14.0", playbook="render-captive-core.yml",
+                   horizon={"horizon1": {"horizon_version": horizon_version}})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    got = tomllib.loads((tmp_path / "data" / "horizon1-captive-core.cfg").read_text())
+    row = compat.horizon_release(horizon_version)
+    assert row is not None
+    extra = set(got) - set(row.captive_core_keys) - {"HOME_DOMAINS", "VALIDATORS"}
+    assert not extra, extra
+    assert got["PEER_PORT"] == 11725 and got["NETWORK_PASSPHRASE"]
+    assert {v["NAME"] for v in got["VALIDATORS"]} == {"v1", "v2", "v3"}
+    if horizon_version == "2.26.1":
+        assert "ALLOW_LOCALHOST_FOR_TESTING" not in got and "PREFERRED_PEERS_ONLY" not in got

@@ -11,8 +11,8 @@ package main
 
 import (
 	"bufio"
-	_ "embed"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -29,7 +29,12 @@ import (
 	"time"
 )
 
-const version = "v27.1.0-dlnet-test-double"
+// The versions inventories/local pins: the pair the real binaries in shared/bin are.
+const (
+	version        = "v19.14.0-dlnet-test-double"
+	horizonVersion = "horizon-v2.26.1-dlnet-test-double"
+	protocol       = 19
+)
 
 // metricsBody is the body of GET /metrics captured from a real validator
 // (shared/reference/stellar-core-19.14/accelerated-1s/http/metrics.json), served as captured so the
@@ -173,6 +178,10 @@ func has(args []string, flag string) bool {
 
 func main() {
 	if strings.HasSuffix(filepath.Base(os.Args[0]), "horizon") {
+		if len(os.Args) > 1 && os.Args[1] == "version" {
+			fmt.Println(horizonVersion)
+			return
+		}
 		horizon()
 		return
 	}
@@ -185,13 +194,9 @@ func main() {
 		fmt.Println(version)
 		return
 	case "check-quorum-intersection":
-		b, err := os.ReadFile(args[len(args)-1])
-		if err != nil || !strings.Contains(string(b), `"intersection": true`) && !strings.Contains(string(b), `"intersection":true`) {
-			fmt.Println("network DOES NOT enjoy quorum intersection")
-			os.Exit(1)
-		}
-		fmt.Println("network enjoys quorum intersection")
-		return
+		// 19.14 has no such command (it arrives in 21): usage on stdout, exit 1, as the real binary.
+		fmt.Println("usage:\n  stellar-core COMMAND")
+		os.Exit(1)
 	}
 	c := parseConfig(confArg(args))
 	record(c.dataDir, args)
@@ -299,7 +304,7 @@ func run(c config, wait bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		writeJSON(w, map[string]any{"info": map[string]any{
-			"build": version, "protocol_version": 27, "state": stateName, "network": c.passphrase,
+			"build": version, "protocol_version": protocol, "state": stateName, "network": c.passphrase,
 			"startedOn": started.UTC().Format(time.RFC3339),
 			"ledger": map[string]any{"num": s.Ledger, "hash": s.Hash, "closeTime": lastClose.Unix(),
 				"version": 0, "baseFee": 100, "baseReserve": 100000000, "maxTxSetSize": 100,
@@ -379,13 +384,13 @@ func horizon() {
 		if n := latest(); n > 0 {
 			records = append(records, map[string]any{"sequence": n, "protocol_version": 0, "max_tx_set_size": 100,
 				"paging_token": strconv.FormatInt(int64(n)<<32, 10),
-				"closed_at": time.Now().UTC().Format("2006-01-02T15:04:05Z")})
+				"closed_at":    time.Now().UTC().Format("2006-01-02T15:04:05Z")})
 		}
 		writeJSON(w, map[string]any{"_embedded": map[string]any{"records": records}})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n := latest()
-		writeJSON(w, map[string]any{"horizon_version": version, "history_latest_ledger": n,
+		writeJSON(w, map[string]any{"horizon_version": horizonVersion, "history_latest_ledger": n,
 			"ingest_latest_ledger": n, "core_latest_ledger": n,
 			"network_passphrase": os.Getenv("NETWORK_PASSPHRASE")})
 	})
