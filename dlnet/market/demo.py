@@ -35,6 +35,7 @@ from dlnet.market.initiator import Initiator, Store
 from dlnet.market.partner import Partner
 from dlnet.market.protocol import Market
 from dlnet.market.validator import Validator
+from dlnet.observe import parallel
 
 MAX_SIGNERS = 19  # per transaction besides the source (Stellar allows 20 signatures)
 
@@ -52,6 +53,7 @@ class Options:
     baseline: float = 0.3
     seed: int = 7
     unapproved: int = 0  # extra partners left without KYC approval (their attempts are refused)
+    workers: int = 8  # partners (and validators) working at the same time
 
     def check(self) -> None:
         if not 1 <= self.partners <= 60:
@@ -209,17 +211,24 @@ def run(tx: Transactor, stores: tuple[Store, Store], funder: Keypair, opts: Opti
         pub = ini.publish(current, r, opts.partners)
         offers = [_offer_view(o) for o in tx.h.offers(m.initiator)]
         subs, refused = [], []
-        for p in partners:
+
+        def attempt(p: Partner) -> Any:
             try:
-                s = p.work()
+                return p.work()
+            except InputError as exc:
+                return exc
+
+        # partners are independent parties (own accounts, own sequence numbers): they work concurrently
+        for p, s in zip(partners, parallel([lambda p=p: attempt(p) for p in partners], opts.workers), strict=True):
+            if isinstance(s, InputError):
+                refused.append({"partner": p.id, "reason": str(s)})
+            else:
                 subs.append({**asdict(s), "stake": amount_text(s.stake), "malicious": p.id in world.malicious})
                 ntx += 1
-            except InputError as exc:
-                refused.append({"partner": p.id, "reason": str(exc)})
         offers += [_offer_view(o) for o in validators[0].order_book()]
         decisions = []
-        for v in validators:
-            for d in v.review():
+        for ds in parallel([v.review for v in validators], opts.workers):  # so do validators
+            for d in ds:
                 decisions.append(asdict(d))
                 ntx += 1 if d.tx_hash else 0
         fused, accepted = ini.fuse(pub.ledger, r)

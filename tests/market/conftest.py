@@ -1,11 +1,9 @@
-"""Market tests: each test its own dlnet state directory; the real-network test reuses the session
-`deployment` fixture of tests/deploy (re-exported here so pytest finds it for tests/market)."""
+"""Market tests: each test gets its own dlnet state directory. The real-network test uses the session
+`deployment` fixture of the tests/network.py plugin (registered by tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-from tests.deploy.conftest import deployment  # noqa: F401 - re-exported session fixture
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from dlnet.chain import Horizon
 from dlnet.cli import main
 from dlnet.market import penalties
 from dlnet.market.checkpoint import cid_of, memo_to_cid
-from tests.deploy.conftest import ENV, INVENTORY, STATE, Deployment, stellar_artifacts
+from tests.network import ENV, INVENTORY, STATE, Deployment, stellar_artifacts
 
 SKIP = ("needs stellar-core and Horizon: put the binaries in artifacts/ (stellar-core, stellar-horizon) or set"
         " STELLAR_CORE_BIN/HORIZON_BIN, then make test")
