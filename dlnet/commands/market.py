@@ -201,10 +201,15 @@ def initiator_publish(
     """Upload a checkpoint and offer XLM for DLM with its CID in the memo."""
     from dataclasses import asdict
 
+    from dlnet.market import checkpoint as ck
     from dlnet.market import trainer as tr
     from dlnet.market.initiator import Initiator
 
+    sd.check_model_name(model)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise InputError(f"--checkpoint {checkpoint}: no such file — expected a safetensors checkpoint")
     data = checkpoint.read_bytes() if checkpoint else tr.initial(model)
+    ck.loads(data, tr.SHAPES)  # refuse a file that is not the model's checkpoint before anything is touched
     ctx = _Ctx(inventory, extra_vars, ipfs_api)
     try:
         kp, m = _initiator(ctx, model)
@@ -240,6 +245,33 @@ def initiator_fuse(
     out.write_bytes(fused)
     emit(as_json, {"out": str(out), "accepted": [a.cid for a in accepted]},
          f"fused {len(accepted)} accepted updates into {out}")
+
+
+@market_app.command("fetch")
+def fetch_cmd(
+    cid: Annotated[str, typer.Argument(help="The checkpoint's CIDv0 (Qm..., as in a transaction's MEMO_HASH).")],
+    out: Annotated[Path, typer.Option(help="Where to write the verified checkpoint.")],
+    inventory: Inventory = "inventories/local",
+    extra_vars: ExtraVars = None,
+    ipfs_api: IpfsApi = None,
+    as_json: Json = False,
+) -> None:
+    """Download a checkpoint from the swarm and check its bytes hash to the CID (refuses tampered bytes)."""
+    from dlnet.market import checkpoint as ck
+
+    ck.check_cid(cid, "CID")
+    net, _ = day2.load(inventory, extra_vars)
+    store = Ipfs(_ipfs_urls(net, ipfs_api)[-1])
+    try:
+        data = store.cat(cid)
+    finally:
+        store.close()
+    ck.verify(data, cid)
+    meta = ck.metadata(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    emit(as_json, {"cid": cid, "bytes": len(data), "metadata": meta, "out": str(out)},
+         f"{cid}: {len(data)} bytes, verified, written to {out}")
 
 
 # ---- partner / validator ----------------------------------------------------------------------------
