@@ -129,3 +129,30 @@ def test_bad_input_changes_nothing(chain: Transactor, world) -> None:  # type: i
     with pytest.raises(InputError, match="not issued by model"):
         w.market.check_model_asset(Asset("DLM", Keypair.random().public_key))
     assert amount_text(w.market.required_stake(0)) == "10.0000000"
+
+
+def test_a_partner_cannot_skip_the_stake_its_strikes_require(chain: Transactor, world) -> None:  # type: ignore[no-untyped-def]
+    """After a strike, an offer staking the old amount is refused by the validators who pay."""
+    from stellar_sdk.memo import HashMemo
+    from stellar_sdk.operation import ManageSellOffer
+
+    from dlnet.market import checkpoint as ck
+    from dlnet.market.partner import stake_price
+
+    w, ipfs, data = world
+    Initiator(chain, ipfs, w.initiator, w.market, tr.SHAPES).publish(tr.initial(), 1, 2)
+    cheat = Partner(chain, ipfs, w.partners[0], w.market, data.shards[0], tr.malicious_trainer())
+    cheat.work()
+    validators = [_validator(chain, w, ipfs, data, i) for i in range(2)]
+    assert [d.accepted for v in validators for d in v.review()] == [False, False]
+    assert cheat.strikes() == 1 and w.market.required_stake(1) == Decimal(20)
+    # a good update, but staking only the no-strike amount, submitted around the partner's own check
+    update = tr.reference_trainer(tr.initial(), data.shards[0])
+    cid = ipfs.add(update)
+    [offer] = chain.h.offers(cheat.id)
+    chain.run(cheat.kp, [ManageSellOffer(w.market.dlc, w.market.vlm, "10", stake_price(2, Decimal(10)),
+                                         offer_id=int(offer["id"]))], memo=HashMemo(ck.cid_to_memo(cid)))
+    for v in validators:
+        [d] = v.review()
+        assert not d.accepted and "below the 20.0000000 required for 1 strike(s)" in d.reason, d.reason
+    assert cheat.strikes() == 2
