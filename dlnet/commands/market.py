@@ -274,6 +274,62 @@ def fetch_cmd(
          f"{cid}: {len(data)} bytes, verified, written to {out}")
 
 
+@market_app.command("join")
+def join_cmd(
+    role: Annotated[str, typer.Argument(help="partner or validator")],
+    name: Who,
+    initiator: InitiatorId,
+    inventory: Inventory = "inventories/local",
+    extra_vars: ExtraVars = None,
+    funder_secret_file: FunderFile = None,
+    starting_balance: Annotated[str, typer.Option(help="XLM for the new account.")] = "100",
+    as_json: Json = False,
+) -> None:
+    """Create a partner's or validator's account (from the funder) with the trustlines its role needs.
+    A partner still needs KYC approval (its DLC trustline authorized by the compliance service) and DLC."""
+    from stellar_sdk import ChangeTrust, CreateAccount
+
+    from dlnet.chain import balance
+    from dlnet.market.protocol import Market
+
+    if role not in ("partner", "validator"):
+        raise InputError(f"role {role!r}: expected partner or validator")
+    check_account_id(initiator, "--initiator")
+    parse_amount(starting_balance, "--starting-balance")
+    ctx = _Ctx(inventory, extra_vars, None)
+    try:
+        m = Market.from_chain(ctx.h, initiator) if role == "partner" else None
+        if m is None:  # a validator joins before it is appointed: the model is the one whose DLM the initiator holds
+            acc = ctx.h.account(initiator)
+            model = sd._data(acc, "market.model") or ""
+            issuer = sd._data(acc, "market.issuer") or ""
+            if not model:
+                issuer_acc = None
+                for k in ((acc or {}).get("balances") or []):
+                    if k.get("asset_code") == "DLM":
+                        issuer = k["asset_issuer"]
+                        issuer_acc = ctx.h.account(issuer)
+                model = sd._data(issuer_acc, "dlnet.model") or ""
+            if not model or not issuer:
+                raise InputError(f"unknown model: {initiator} holds no model's DLM — expected a model initiator")
+            from stellar_sdk import Asset
+
+            assets = [Asset("DLM", issuer), Asset("VLM", issuer)]
+        else:
+            model, assets = m.model, [m.dlc, m.vlm]
+        kp = sd.keypair(ctx.net.env, f"market-{model}-{role}-{_name(name)}")
+        funder, _ = sd.funder_keypair(ctx.net, funder_secret_file)
+        acc = ctx.h.account(kp.public_key)
+        ops: list[Any] = [] if acc else [CreateAccount(kp.public_key, starting_balance, source=funder.public_key)]
+        ops += [ChangeTrust(a, source=kp.public_key) for a in assets if balance(acc, a) is None]
+        if ops:
+            ctx.tx.run(funder, ops, signers=[kp])
+    finally:
+        ctx.close()
+    emit(as_json, {"changed": bool(ops), "account": kp.public_key, "role": role, "model": model},
+         f"{role} {name}: {kp.public_key} {'ready' if ops else 'already there'} for model {model}")
+
+
 # ---- partner / validator ----------------------------------------------------------------------------
 @partner_app.command("submit")
 def partner_submit(
