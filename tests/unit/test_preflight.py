@@ -32,7 +32,8 @@ def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Valid stand-in artifacts, so only what a case breaks is reported.
     art = tmp_path / "artifacts"
     art.mkdir()
-    for name, out in (("stellar-core", "v27.1.0"), ("stellar-horizon", "stellar-horizon 25.1.0")):
+    # What the real binaries print (shared/bin): "v19.14.0"; "horizon-v2.26.1" then the Go version.
+    for name, out in (("stellar-core", "v19.14.0"), ("stellar-horizon", "horizon-v2.26.1")):
         exe = art / name
         exe.write_text(f"#!/bin/sh\necho {out}\n")
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
@@ -108,8 +109,8 @@ BAD: dict[str, tuple[Edit, str]] = {
     "unsupported-version": (_set_core_version("18.2.0"), "expected 19.x to 27.x, got 18.2.0"),
     "malformed-version": (_set_core_version("latest"), "expected a version MAJOR.MINOR.PATCH"),
     "artifact-version-mismatch": (
-        _set_core_version("19.14.0"),
-        "is stellar-core 27.1.0 but stellar_core_version is 19.14.0",
+        _set_core_version("27.1.0"),
+        "is stellar-core 19.14.0 but stellar_core_version is 27.1.0",
     ),
     "high-org-with-two-validators": (
         lambda h, g, inv: _validators(h).pop("v3"),
