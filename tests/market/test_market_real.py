@@ -8,7 +8,9 @@ Run it holding the network lock: flock /tmp/dlnet-network.lock .venv/bin/pytest 
 from __future__ import annotations
 
 import base64
+import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from decimal import Decimal
 from pathlib import Path
 
@@ -42,51 +44,21 @@ def report(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> 
     with Horizon(day2.horizon_url(net)) as h:
         protocol = int(h.root().get("current_protocol_version") or 0)
     plot = tmp_path_factory.mktemp("market") / "demo.png"
+    out, err = io.StringIO(), io.StringIO()
     try:
         if protocol < 19:  # a fresh deployment is at protocol 0 until the day-2 upgrade
-            cap = _Capture()
-            upgraded = main(["upgrade", "--to-latest", "-i", str(INVENTORY), *EXTRA]) == 0
-            cap.out()
-            assert upgraded, f"dlnet upgrade --to-latest failed: {cap.err()}"
-        cap = _Capture()
-        code = main(["market", "demo", "-i", str(INVENTORY), *EXTRA, "--json", "--plot", str(plot),
-                     "--partners", "3", "--malicious", "1", "--validators", "2", "--rounds", "3"])
+            with redirect_stdout(io.StringIO()), redirect_stderr(err):
+                assert main(["upgrade", "--to-latest", "-i", str(INVENTORY), *EXTRA]) == 0, err.getvalue()[-3000:]
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["market", "demo", "-i", str(INVENTORY), *EXTRA, "--json", "--plot", str(plot),
+                         "--partners", "3", "--malicious", "1", "--validators", "2", "--rounds", "3"])
     finally:
         mp.undo()
-    out, err = cap.out(), cap.err()
-    assert code == 0, err
-    rep = json.loads(out)
+    assert code == 0, err.getvalue()[-3000:]
+    rep = json.loads(out.getvalue())
     rep["_url"] = day2.horizon_url(net)
     rep["_ipfs"] = [f"http://{n.address}:{n.api_port}" for n in net.ipfs]
     return rep
-
-
-class _Capture:
-    """stdout/stderr of main() in a module-scoped fixture (capsys is function-scoped)."""
-
-    def __init__(self) -> None:
-        import io
-        import sys
-
-        self._out, self._err = io.StringIO(), io.StringIO()
-        self._old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = self._out, self._err
-
-    def _restore(self) -> None:
-        import sys
-
-        sys.stdout, sys.stderr = self._old
-
-    def out(self) -> str:
-        self._restore()
-        return self._out.getvalue()
-
-    def err(self) -> str:
-        self._restore()
-        return self._err.getvalue()[-3000:]
-
-    def __del__(self) -> None:
-        self._restore()
 
 
 def test_fused_model_beats_the_start_and_every_honest_partner_alone(report) -> None:  # type: ignore[no-untyped-def]
