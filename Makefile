@@ -34,7 +34,7 @@ $(BIN)/.stamp: pyproject.toml
 	@echo ">> creating the Python environment ($(VENV)) with pinned dependencies"
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e '.[deploy,dev]'
+	@$(BIN)/pip install -q -e '.[deploy,dev,market]'
 	@touch $@
 
 .PHONY: venv

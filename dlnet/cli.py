@@ -18,6 +18,7 @@ from dlnet import keys, preflight, quorum
 from dlnet.commands.artifacts import artifacts_app
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
+from dlnet.commands.market import market_app
 from dlnet.commands.model import model_app
 from dlnet.commands.root import lock_root as lock_root_cmd
 from dlnet.commands.seed import seed as seed_cmd
@@ -40,6 +41,8 @@ app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
+# The training market (issue 11): dlnet market initiator|partner|validator|demo.
+app.add_typer(market_app, name="market")
 # Participant services (issue 5): dlnet serve federation|compliance|bridge, dlnet services migrate.
 from dlnet.services.cli import serve_app, services_app  # noqa: E402 - registered beside the other sub-apps
 

@@ -23,10 +23,11 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stellar_sdk import Asset, Keypair, TransactionEnvelope
 from stellar_sdk import exceptions as sx
-from stellar_sdk.operation import Payment
+from stellar_sdk.operation import ManageSellOffer, Payment
 
 from dlnet.errors import DlnetError
 from dlnet.ipfs import Ipfs
+from dlnet.market import penalties
 from dlnet.services import db, kyc
 from dlnet.services.auth import AdminToken, Sep10, check_account
 from dlnet.services.chain import Chain, ChainError
@@ -314,9 +315,21 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
         if not tx.operations:
             return rejected("tx: no operations")
         for i, op in enumerate(tx.operations):
+            if isinstance(op, ManageSellOffer) and op.selling == dlc:
+                # the training market's stake (dlnet/market/partner.py): an offer selling DLC for a model's VLM
+                seller = op.source.account_id if op.source else source
+                st = status_of(c, seller)
+                if st.status != "approved":
+                    return rejected(f"operation {i}: seller {seller} is not KYC-approved (status {st.status})")
+                need = penalties.required_stake(st.strikes, stake_base, penalty)
+                if Decimal(op.amount) != 0 and Decimal(op.amount) < need:
+                    return rejected(f"operation {i}: stake offer of {op.amount} {dlc.code} too small — {seller} has"
+                                    f" {st.strikes} strike(s) for malicious updates, so must stake at least"
+                                    f" {need.normalize():f}")
+                continue
             if not isinstance(op, Payment):
-                return rejected(f"operation {i}: only payments of {dlc.code} are approved here, got "
-                                f"{type(op).__name__}")
+                return rejected(f"operation {i}: only payments and stake offers of {dlc.code} are approved here,"
+                                f" got {type(op).__name__}")
             if op.asset != dlc:
                 code = getattr(op.asset, "code", "XLM")
                 return rejected(f"operation {i}: unknown asset {code}:{getattr(op.asset, 'issuer', '') or 'native'}"
@@ -334,7 +347,7 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
                 return rejected(f"operation {i}: amount {amount} exceeds the limit {max_amount} {dlc.code}")
             if settings.dlc.stake_account and dest == settings.dlc.stake_account:
                 strikes = status_of(c, sender).strikes
-                need = stake_base * (penalty ** strikes)
+                need = penalties.required_stake(strikes, stake_base, penalty)  # the market's rule
                 if amount < need:
                     return rejected(f"operation {i}: stake of {amount} {dlc.code} too small — {sender} has {strikes} "
                                     f"strike(s) for malicious updates, so must stake at least {need.normalize():f}")

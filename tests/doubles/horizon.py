@@ -2,8 +2,9 @@
 
 `POST /transactions` (synchronous: answers once the ledger holding it closed, like Horizon),
 `GET /`, `/accounts/{id}`, `/accounts/{id}/{payments,transactions,offers}`, `/transactions[/{hash}]`,
-`/ledgers[/{seq}]`, `/payments` (also as Server-Sent Events with `Accept: text/event-stream`),
-`/offers`, `/fee_stats`. Errors are Horizon problem documents (`type`, `title`, `status`, `detail`,
+`/ledgers[/{seq}[/transactions]]`, `/payments` (also as Server-Sent Events with `Accept: text/event-stream`),
+`/offers` (filters seller, selling, buying), `/fee_stats`. Errors are Horizon problem documents (`type`,
+`title`, `status`, `detail`,
 `extras.result_codes`).
 
 `result_xdr` is a real TransactionResult (tests/doubles/results.py) except for transactions with offer
@@ -231,6 +232,10 @@ class HorizonDouble:
         }
 
 
+def _sep11(asset: Any) -> str:
+    return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
+
+
 def _page(records: list[dict[str, Any]], base: str) -> dict[str, Any]:
     return {
         "_links": {"self": {"href": base}, "next": {"href": base}, "prev": {"href": base}},
@@ -389,6 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(200, _page(_paginate(recs, query), self.path))
                 return self._not_found()
             if path[0] == "ledgers":
+                if len(path) == 3 and path[2] == "transactions" and path[1].isdigit():
+                    recs = [lg.transactions[x] for x in lg.tx_order if lg.transactions[x]["ledger"] == int(path[1])]
+                    return self._send(200, _page(_paginate(recs, query), self.path))
                 if len(path) == 2:
                     if not path[1].isdigit() or not 1 <= int(path[1]) <= len(lg.ledgers):
                         return self._not_found()
@@ -410,6 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
                     h.offer_json(o)
                     for o in lg.offers.values()
                     if ("seller" not in query or o.seller == query["seller"])
+                    and ("selling" not in query or _sep11(o.selling) == query["selling"])
+                    and ("buying" not in query or _sep11(o.buying) == query["buying"])
                 ]
                 return self._send(200, _page(_paginate(recs, query), self.path))
         return self._not_found()

@@ -238,6 +238,18 @@ def test_sep8_style_approval_rules(world):
     assert r.status_code == 200 and r.json()["strikes"] == 2
     rejected(_payment_tx(w, alice, stake.public_key, "100"), "must stake at least 400")
     assert approve(_payment_tx(w, alice, stake.public_key, "400")).json()["status"] == "success"
+    # The training market's stake offer (DLC for a model's VLM) obeys the same rule (dlnet/market/penalties.py).
+    vlm = Asset("VLM", bob.public_key)
+
+    def stake_offer(src: Keypair, amount: str) -> str:
+        b = TransactionBuilder(w["net"].server.load_account(src.public_key), w["passphrase"], base_fee=100)
+        t = b.set_timeout(60).append_manage_sell_offer_op(w["dlc"], vlm, amount, "0.1").build()
+        t.sign(src)
+        return t.to_xdr()
+
+    rejected(stake_offer(alice, "399"), "must stake at least 400")
+    assert approve(stake_offer(alice, "400")).json()["status"] == "success"
+    rejected(stake_offer(w["carol"], "400"), "not KYC-approved")
 
 
 def test_sep10_uses_the_signers_of_an_existing_account(world):
