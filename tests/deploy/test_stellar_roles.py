@@ -22,6 +22,7 @@ import testinfra
 import yaml
 from stellar_sdk import Keypair
 
+from dlnet import preflight
 from tests.conftest import ROOT
 from tests.network import ENV, STATE, Deployment, containers, recap, wait_for
 
@@ -94,8 +95,10 @@ def test_first_start_ran_once_and_left_ledger_and_archive(network: Deployment) -
     # new-db made the ledger, new-hist the archive (19.14 refuses new-hist before new-db: order proven by success).
     for name in VALIDATORS:
         assert (DATA / name / "archive" / ".well-known" / "stellar-history.json").is_file(), name
-        marker = (DATA / name / ".dlnet-network").read_text().strip()
-        assert marker == hashlib.sha256(PASSPHRASE.encode()).hexdigest()
+        marker = DATA / name / ".dlnet-network"
+        # The marker names the passphrase by a prefixed digest, never by sha256(passphrase): that is the root seed.
+        assert marker.read_text().strip() == preflight.passphrase_digest(PASSPHRASE)
+        assert marker.stat().st_mode & 0o077 == 0
     if len(network.runs) < 2:
         again = network.playbook("site.yml", log="site-roles-rerun.log")
         assert again.returncode == 0, again.stdout[-3000:]
