@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from stellar_sdk import Account, Asset, Keypair, StrKey, TransactionBuilder
+from stellar_sdk import exceptions as sx
 from stellar_sdk.memo import Memo
 from stellar_sdk.operation import Operation
 from stellar_sdk.transaction_envelope import TransactionEnvelope
@@ -111,6 +112,21 @@ def balance(account: dict[str, Any] | None, asset: Asset) -> dict[str, Any] | No
 
 
 # ---- Horizon -------------------------------------------------------------------------------------------
+def signed_by(env: TransactionEnvelope, account: str) -> bool:
+    """Whether the envelope carries a valid signature by `account`'s key (hint first, then the signature)."""
+    kp = Keypair.from_public_key(account)
+    h = env.hash()
+    for sig in env.signatures:
+        if bytes(sig.signature_hint) != kp.signature_hint():
+            continue
+        try:
+            kp.verify(h, sig.signature)
+            return True
+        except sx.BadSignatureError:
+            continue
+    return False
+
+
 class HorizonError(DlnetError):
     """Horizon unreachable, rate-limiting past our retries, or answering something unexpected."""
 

@@ -21,11 +21,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from stellar_sdk import Asset, Keypair, TransactionEnvelope
-from stellar_sdk import exceptions as sx
+from stellar_sdk import Asset, TransactionEnvelope
 from stellar_sdk.operation import ManageBuyOffer, ManageData, ManageSellOffer
 
-from dlnet.chain import Horizon, InputError, amount_text, asset_of, asset_text, check_account_id, parse_amount
+from dlnet.chain import (
+    Horizon,
+    InputError,
+    amount_text,
+    asset_of,
+    asset_text,
+    check_account_id,
+    parse_amount,
+    signed_by,
+)
 from dlnet.market import checkpoint as ck
 from dlnet.market import penalties
 
@@ -161,16 +169,8 @@ def verify_envelope(envelope_xdr: str, passphrase: str, signer: str, tx_hash: st
     if tx_hash is not None and env.hash_hex() != tx_hash:
         raise ForgedError(f"memo transaction {tx_hash[:12]}…: the envelope hashes to {env.hash_hex()[:12]}… for"
                           " this network — refused (another network, or altered)")
-    kp = Keypair.from_public_key(signer)
-    h = env.hash()
-    for sig in env.signatures:
-        if bytes(sig.signature_hint) != kp.signature_hint():
-            continue
-        try:
-            kp.verify(h, sig.signature)
-            return env
-        except sx.BadSignatureError:
-            continue
+    if signed_by(env, signer):
+        return env
     raise ForgedError(
         f"memo transaction {env.hash_hex()[:12]}…: not signed by {signer}'s key (forged, or signed by another key)"
         " — refused"

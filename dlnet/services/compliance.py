@@ -21,10 +21,10 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from stellar_sdk import Asset, Keypair, TransactionEnvelope
-from stellar_sdk import exceptions as sx
+from stellar_sdk import Asset, TransactionEnvelope
 from stellar_sdk.operation import ManageSellOffer, Payment
 
+from dlnet.chain import signed_by
 from dlnet.errors import DlnetError
 from dlnet.ipfs import Ipfs
 from dlnet.market import penalties
@@ -306,7 +306,7 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
             return rejected("tx: not a base64 XDR transaction envelope")
         tx = env.transaction
         source = tx.source.account_id
-        signed = _signed_by(env, source)
+        signed = signed_by(env, source)
         if not env.signatures:
             return rejected(f"tx: not signed — sign it with the source account {source} first")
         if not signed:
@@ -358,17 +358,3 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
                              "message": f"approved by the {dlc.code} issuer"})
 
     return app
-
-
-def _signed_by(env: TransactionEnvelope, account: str) -> bool:
-    kp = Keypair.from_public_key(account)
-    h = env.hash()
-    for sig in env.signatures:
-        if bytes(sig.signature_hint) != kp.signature_hint():
-            continue
-        try:
-            kp.verify(h, sig.signature)
-            return True
-        except sx.BadSignatureError:
-            continue
-    return False
