@@ -24,14 +24,14 @@ import pytest
 from dlnet import day2
 from dlnet.core_admin import CoreAdmin
 from dlnet.testnet import Deployment, build_images, real_stellar_core, validators_inventory
-from tests.conftest import ROOT
+from tests.conftest import ROOT, skip_or_fail
 
 ENV = "tune"
 NEEDS = "needs the real stellar-core: put it in artifacts/stellar-core or set STELLAR_CORE_BIN, then make test"
 DEADLINE = 240  # seconds for the whole tune run
 
 if real_stellar_core() is None:
-    pytest.skip(NEEDS, allow_module_level=True)
+    skip_or_fail(NEEDS, module=True)
 
 pytestmark = pytest.mark.stellar
 

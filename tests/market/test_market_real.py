@@ -22,13 +22,14 @@ from dlnet.chain import Horizon
 from dlnet.cli import main
 from dlnet.market import penalties
 from dlnet.market.checkpoint import cid_of, memo_to_cid
+from tests.conftest import skip_or_fail
 from tests.network import ENV, INVENTORY, STATE, Deployment, stellar_artifacts
 
 SKIP = ("needs stellar-core and Horizon: put the binaries in artifacts/ (stellar-core, stellar-horizon) or set"
         " STELLAR_CORE_BIN/HORIZON_BIN, then make test")
 
 if not stellar_artifacts():
-    pytest.skip(SKIP, allow_module_level=True)
+    skip_or_fail(SKIP, module=True)
 
 pytestmark = pytest.mark.stellar
 EXTRA = ["-e", f"dlnet_env={ENV}"]
