@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from dlnet.preflight import Artifacts
-from dlnet.testnet import ANSIBLE_PLAYBOOK, Deployment, build_images
-from tests.conftest import ROOT
+from dlnet.testnet import ANSIBLE_PLAYBOOK, Deployment, Ports, build_images, real_stellar_core, validators_inventory
+from tests.conftest import ROOT, skip_or_fail
 
 __all__ = ["ANSIBLE_PLAYBOOK", "Deployment"]  # the deployment tests import them from here
 
@@ -134,3 +134,43 @@ def wait_for(predicate, timeout: float = 60, every: float = 1.0):  # type: ignor
             return last
         time.sleep(every)
     return last
+
+
+# A second real network for destructive day-2 tests (faults, rolling restarts, key rotation, backup and
+# restore): 3 validators (1 s ledgers) + PostgreSQL + Horizon, deployed with the kit's own playbooks from
+# an inventory dlnet/testnet.py generates, on ports clear of the shared `test` network. One per session,
+# shared by every test that asks for `ops_network`; each test leaves it healthy. Developers running such
+# tests side by side give each run its own slot: DLNET_OPS_ENV=name DLNET_OPS_SLOT=1..4 (ports move).
+OPS_ENV = os.environ.get("DLNET_OPS_ENV", "ops")
+OPS_SLOT = int(os.environ.get("DLNET_OPS_SLOT", "0"))
+
+
+def ops_ports(slot: int = OPS_SLOT) -> Ports:
+    return Ports(
+        peer=12025 + 100 * slot,
+        history=11680 + 10 * slot,
+        horizon=8020 + slot,
+        horizon_admin=6071 + slot,
+        captive_core_peer=11750 + 2 * slot,
+        captive_core_http=11751 + 2 * slot,
+        postgres=15452 + slot,
+    )
+
+
+@pytest.fixture(scope="session")
+def ops_network() -> Iterator[Deployment]:
+    if real_stellar_core() is None:
+        skip_or_fail(NEEDS_STELLAR)
+    _engine_ready()
+    dep = validators_inventory(ROOT / "build" / OPS_ENV, OPS_ENV, ports=ops_ports(), accelerate=True, horizon=True)
+    build_images(dep.logs, ["base", "stellar-core", "horizon", "postgres", "tools"])
+    dep.playbook("remove-network.yml", log="remove-before.log")  # whatever an earlier run left
+    shutil.rmtree(dep.state, ignore_errors=True)
+    try:
+        # site.yml locks the root (upgrading to the latest protocol first), as `make up` does.
+        site = dep.playbook("site.yml")
+        assert site.returncode == 0, f"deploy of {OPS_ENV} failed ({dep.logs}/site.log):\n{site.stdout[-3000:]}"
+        yield dep
+    finally:
+        if os.environ.get("DLNET_KEEP_TEST_NETWORK") != "1":
+            dep.playbook("remove-network.yml", log="remove-after.log")
