@@ -17,8 +17,8 @@ test-services: venv deps ## Service tests: real PostgreSQL, real kubo swarm, Hor
 lint-services: venv ## Lint the services' image and roles
 	@echo ">> linting the services' image and roles"
 	@$(BIN)/hadolint images/services/Dockerfile
-	@$(BIN)/yamllint --strict roles/dlnet_federation roles/dlnet_compliance roles/dlnet_bridge inventories/*/group_vars/all/services.yml
-	@$(BIN)/ansible-lint --profile production -q roles/dlnet_federation roles/dlnet_compliance roles/dlnet_bridge
+	@$(BIN)/yamllint --strict roles/dlnet_service inventories/*/group_vars/all/services.yml
+	@$(BIN)/ansible-lint --profile production -q roles/dlnet_service
 
 .PHONY: bench-services
 bench-services: venv ## Federation lookups/s and bridge submissions/s (against the doubles), with p99

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Write what derives from the one declaration (dlnet/contract.py): the README's inventory variable table,
-and each role's meta/argument_specs.yml entries for the inventory globals the role reads.
+"""Write what derives from the one declaration (dlnet/contract.py): the inventory variable tables of the
+README and of inventories/sample/README.md, and each role's meta/argument_specs.yml entries (every entry
+point) for the inventory globals the role reads.
 
 Only the blocks between the markers are replaced; tests/unit/test_contract.py fails when one is stale.
 """
@@ -63,25 +64,30 @@ def spec_block(role: Path) -> str:
 
 
 def render_spec(role: Path, text: str) -> str:
-    """The argument_specs text with the generated block first under the main entry point's options."""
-    if SPEC_BEGIN in text:
+    """The argument_specs text with the generated block first under every entry point's options."""
+    while SPEC_BEGIN in text:
         head, rest = text.split(SPEC_BEGIN, 1)
         text = head + rest.split(SPEC_END + "\n", 1)[1]
-    m = _OPTIONS.search(text)
-    if m is None:
-        raise SystemExit(f"error: {role}/meta/argument_specs.yml: no `    options:` line for the main entry point")
+    matches = list(_OPTIONS.finditer(text))
+    if not matches:
+        raise SystemExit(f"error: {role}/meta/argument_specs.yml: no `    options:` line for an entry point")
     if not globals_read(role):
         return text
-    return text[: m.end() + 1] + spec_block(role) + text[m.end() + 1 :]
+    for m in reversed(matches):
+        text = text[: m.end() + 1] + spec_block(role) + text[m.end() + 1 :]
+    return text
 
 
 def spec_files() -> list[Path]:
     return sorted((ROOT / "roles").glob("*/meta/argument_specs.yml"))
 
 
+TABLES = (ROOT / "README.md", ROOT / "inventories" / "sample" / "README.md")
+
+
 def main() -> int:
-    readme = ROOT / "README.md"
-    readme.write_text(render(readme.read_text()))
+    for readme in TABLES:
+        readme.write_text(render(readme.read_text()))
     for spec in spec_files():
         role = spec.parent.parent
         spec.write_text(render_spec(role, spec.read_text()))

@@ -18,20 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "inventories" / "sample" / "group_vars" / "all" / "services.yml"
 
 
-def render(role: str, extra: dict, tmp: Path) -> Path:
-    out = tmp / f"{role}.yml"
+ROLE = ROOT / "roles" / "dlnet_service"
+
+
+def render(kind: str, extra: dict, tmp: Path) -> Path:
+    """The one participant-service role's entry point `kind`: its defaults, the sample's values, its vars."""
+    out = tmp / f"{kind}.yml"
     play = [{
         "hosts": "localhost", "gather_facts": False, "connection": "local",
         "vars": {"ansible_python_interpreter": sys.executable},
-        "vars_files": [str(ROOT / "roles" / role / "defaults" / "main.yml"), str(SAMPLE),
-                       str(ROOT / "roles" / role / "vars" / "main.yml")],
+        "vars_files": [str(ROLE / "defaults" / f"{kind}.yml"), str(SAMPLE), str(ROLE / "vars" / f"{kind}.yml")],
         "tasks": [{"name": "Render", "ansible.builtin.template": {
-            "src": str(ROOT / "roles" / role / "templates" / "etc" / "dlnet" / "service.yml.j2"),
+            "src": str(ROLE / "templates" / "etc" / "dlnet" / "service.yml.j2"),
             "dest": str(out), "mode": "0600"}}],
     }]
-    pb = tmp / f"{role}-play.yml"
+    pb = tmp / f"{kind}-play.yml"
     pb.write_text(yaml.safe_dump(play))
-    ev = tmp / f"{role}-extra.json"
+    ev = tmp / f"{kind}-extra.json"
     ev.write_text(json.dumps(extra))
     exe = Path(sys.executable).parent / "ansible-playbook"
     r = subprocess.run([str(exe), "-i", "localhost,", str(pb), "-e", f"@{ev}"], capture_output=True, text=True,
@@ -40,9 +43,8 @@ def render(role: str, extra: dict, tmp: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("role, kind", [("dlnet_federation", "federation"), ("dlnet_compliance", "compliance"),
-                                        ("dlnet_bridge", "bridge")])
-def test_role_template_renders_a_valid_config(role, kind, tmp_path):
+@pytest.mark.parametrize("kind", ["federation", "compliance", "bridge"])
+def test_role_template_renders_a_valid_config(kind, tmp_path):
     issuer = Keypair.random().public_key
     extra = {
         "dlnet_network_passphrase": "dlnet sample ; 2026", "dlnet_data_root": "/var/lib/dlnet/sample",
@@ -54,7 +56,7 @@ def test_role_template_renders_a_valid_config(role, kind, tmp_path):
         "vault_dlnet_compliance_signing_seed": "unused", "vault_dlnet_compliance_issuer_seed": "unused",
         "vault_dlnet_bridge_rewards_seed": "unused",
     }
-    path = render(role, extra, tmp_path)
+    path = render(kind, extra, tmp_path)
     text = path.read_text()
     assert "unused" not in text  # seeds go to secret files, never into the config
     loaded = settings.load(kind, path)

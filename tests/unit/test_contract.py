@@ -11,12 +11,13 @@ from dlnet import config, contract
 from tests.conftest import ROOT
 
 
-def test_readme_table_is_generated_from_the_declaration() -> None:
+def test_readme_tables_are_generated_from_the_declaration() -> None:
     import scripts.inventory_docs as docs
 
-    text = (ROOT / "README.md").read_text()
-    assert docs.render(text) == text, "README inventory table is stale: run scripts/inventory_docs.py"
-    assert all(f"`{v.name}`" in text for v in contract.VARIABLES)
+    for readme in docs.TABLES:
+        text = readme.read_text()
+        assert docs.render(text) == text, f"{readme}: inventory table is stale: run scripts/inventory_docs.py"
+        assert all(f"`{v.name}`" in text for v in contract.VARIABLES)
 
 
 def test_roles_argument_specs_declare_the_globals_they_read_as_generated() -> None:
@@ -26,10 +27,11 @@ def test_roles_argument_specs_declare_the_globals_they_read_as_generated() -> No
         role = spec.parent.parent
         text = spec.read_text()
         assert docs.render_spec(role, text) == text, f"{spec} is stale: run scripts/inventory_docs.py"
-        options = yaml.safe_load(text)["argument_specs"]["main"]["options"]
-        for name in docs.globals_read(role):
-            var = contract.BY_NAME[name]
-            assert options[name]["type"] == docs._SPEC_TYPES[var.type] and var.doc in options[name]["description"]
+        for entry in yaml.safe_load(text)["argument_specs"].values():
+            options = entry["options"]
+            for name in docs.globals_read(role):
+                var = contract.BY_NAME[name]
+                assert options[name]["type"] == docs._SPEC_TYPES[var.type] and var.doc in options[name]["description"]
     # The roles read what the templates need: the validators and Horizon both write the passphrase.
     assert "dlnet_network_passphrase" in docs.globals_read(ROOT / "roles" / "stellar_core")
     assert "dlnet_network_passphrase" in docs.globals_read(ROOT / "roles" / "horizon")
