@@ -61,6 +61,11 @@ def restore(
         bool, typer.Option(help="No backup: the validator catches up from the other validators' archives.")
     ] = False,
     verify_only: Annotated[bool, typer.Option("--verify", help="Only check the backup; touch nothing.")] = False,
+    extract: Annotated[
+        str | None,
+        typer.Option("--extract", help="Only decrypt this file of the backup (e.g. postgres/pg1-horizon.dump)."),
+    ] = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Where --extract writes (a new 0600 file).")] = None,
     force: Annotated[
         bool, typer.Option(help="Overwrite different secrets / replace the validator's existing ledger.")
     ] = False,
@@ -80,6 +85,15 @@ def restore(
     v = bk.verify(source, bk.read_passphrase(passphrase_file), net)
     result: dict[str, object] = {"backup": str(source), "verified": True}
     lines = [f"backup {source}: verified ({len(v.manifest['files'])} files, network {net.env})"]
+    if extract is not None:
+        if extract not in v.manifest["files"] or to is None or to.exists():
+            raise DlnetError(
+                f"restore --extract {extract}: expected one of {sorted(v.manifest['files'])} and --to a new file"
+                f" (got --to {to})"
+            )
+        v.decrypt(extract, to)
+        emit(as_json, {**result, "extracted": extract, "to": str(to)}, f"{extract} -> {to} (0600)")
+        return
     if not verify_only:
         if secrets:
             done = bk.restore_secrets(v, net, force=force)
