@@ -28,6 +28,7 @@ pytestmark = pytest.mark.stellar
 
 PASSPHRASE = "backup passphrase of the ops test network"
 VICTIM = "v3"
+VICTIM_INDEX = 2
 
 
 def _run(dep: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,9 +79,25 @@ def same_ledger(timeout: float = 60) -> tuple[int, str]:
     pytest.fail(f"validators never agreed on one synced ledger within {timeout} s: {[s.get('ledger') for s in seen]}")
 
 
+def published(i: int, above: int = 0, timeout: float = 40) -> int:
+    """The last checkpoint validator i's history archive serves over HTTP, once past `above` (or at the deadline)."""
+    url = f"http://127.0.0.1:{ops_ports().history + i}/.well-known/stellar-history.json"
+    deadline, current = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        try:
+            current = int(httpx.get(url, timeout=2).json()["currentLedger"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            current = 0
+        if current > above:
+            return current
+        time.sleep(1)
+    return current
+
+
 def wipe(dep: Deployment, name: str) -> None:
-    """A wiped host: the validator's container and its whole data directory (ledger, buckets, archive) gone."""
-    subprocess.run(["docker", "rm", "-f", f"dlnet-{OPS_ENV}-core-{name}"], capture_output=True, check=True)
+    """A wiped host: its containers and its whole data directory (ledger, buckets, archive) gone."""
+    for kind in ("core", "history"):
+        subprocess.run(["docker", "rm", "-f", f"dlnet-{OPS_ENV}-{kind}-{name}"], capture_output=True, check=True)
     shutil.rmtree(Path("/var/lib/dlnet") / OPS_ENV / "stellar-core" / name)
 
 
@@ -154,6 +171,8 @@ def test_restore_wiped_validator_from_backup_rejoins_the_same_chain(ops_network,
     assert out["validator"]["backup_ledger"]["num"] == backed_up["manifest"]["validators"][VICTIM]["num"]
     num, _ = same_ledger()
     assert num > out["validator"]["backup_ledger"]["num"]
+    copied = out["validator"]["backup_ledger"]["num"]
+    assert published(VICTIM_INDEX, above=copied) > copied, "its archive is not served and published again"
     secrets = _secrets(ops_network)
     logs = [p.read_text() for p in (ops_network.state / OPS_ENV / "logs").glob("*.log")]
     assert logs and not any(s.decode() in text for s in secrets for text in [proc.stdout + proc.stderr, *logs])
@@ -167,12 +186,8 @@ def test_restore_wiped_validator_from_history_rejoins_the_same_chain(ops_network
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     same_ledger()
-    # Its own archive was created afresh (the host lost it) and receives checkpoints again.
-    well_known = Path("/var/lib/dlnet") / OPS_ENV / "stellar-core" / VICTIM / "archive/.well-known/stellar-history.json"
-    deadline = time.monotonic() + 40
-    while json.loads(well_known.read_text())["currentLedger"] == 0 and time.monotonic() < deadline:
-        time.sleep(1)
-    assert json.loads(well_known.read_text())["currentLedger"] > 0, "the restored validator publishes nothing"
+    # Its own archive was created afresh (the host lost it), receives checkpoints again and is served.
+    assert published(VICTIM_INDEX) > 0, "the restored validator's archive serves no checkpoint"
     print(f"\nrestore from history: {took:.1f} s to Synced!")
 
 
