@@ -228,6 +228,38 @@ def backup(
         if path.is_file():
             store(path, f"secrets/{path.relative_to(sdir)}", "secret")
 
+    try:
+        ledgers = _from_hosts(net, out, validators, extra_vars, store)
+    except BaseException as exc:
+        # No half backup that looks like one: keep the playbook's log beside, drop the rest.
+        failed_log = dest_root / f"{out.name}.failed.log"
+        with contextlib.suppress(OSError):
+            (out / "backup.log").replace(failed_log)
+        shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, DlnetError):
+            raise DlnetError(str(exc).replace(str(out / "backup.log"), str(failed_log))) from None
+        raise
+    manifest = {
+        "format": FORMAT,
+        "env": net.env,
+        "network_record": passphrase_digest(net.passphrase),
+        "created": stamp,
+        "versions": {
+            "dlnet": _kit_version(),
+            "stellar_core": net.stellar_core_version,
+            "horizon": net.horizon_version,
+        },
+        "kdf": {**KDF, "salt": salt.hex()},
+        "validators": ledgers,
+        "files": files,
+    }
+    write_manifest(out, manifest, k.mac)
+    return {**manifest, "path": str(out), "seconds": round(time.monotonic() - start, 1)}
+
+
+def _from_hosts(net: Network, out: Path, validators: bool, extra_vars: list[str] | None, store: Any) -> dict[str, Any]:
+    """Run deploy/backup.yml into a private staging folder, store (encrypt) what it fetched, return the
+    validators' ledgers as their copies hold them."""
     ledgers: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=out) as staging_name:
         staging = Path(staging_name)
@@ -253,22 +285,7 @@ def backup(
                 store(path, f"ledgers/{rel.name}", "validator-ledger")
             elif rel.parts[0] == "postgres":
                 store(path, f"postgres/{rel.name}", "postgres-dump")
-    manifest = {
-        "format": FORMAT,
-        "env": net.env,
-        "network_record": passphrase_digest(net.passphrase),
-        "created": stamp,
-        "versions": {
-            "dlnet": _kit_version(),
-            "stellar_core": net.stellar_core_version,
-            "horizon": net.horizon_version,
-        },
-        "kdf": {**KDF, "salt": salt.hex()},
-        "validators": ledgers,
-        "files": files,
-    }
-    write_manifest(out, manifest, k.mac)
-    return {**manifest, "path": str(out), "seconds": round(time.monotonic() - start, 1)}
+    return ledgers
 
 
 def _kit_version() -> str:

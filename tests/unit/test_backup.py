@@ -114,3 +114,16 @@ def test_passphrase_comes_from_a_file_or_the_environment(tmp_path: Path, monkeyp
     assert bk.read_passphrase(str(tmp_path / "p")) == b"a long enough passphrase"
     monkeypatch.setenv(bk.PASSPHRASE_ENV, "from the environment")
     assert bk.read_passphrase(None) == b"from the environment"
+
+
+def test_a_failed_backup_leaves_no_backup_behind(state: Path, tmp_path: Path, monkeypatch) -> None:
+    def fail(net, name, extra, extra_vars, log):  # type: ignore[no-untyped-def]
+        log.write_text("PLAY RECAP\n")
+        raise DlnetError(f"backup.yml failed: fatal: [v1] tar failed (log: {log})")
+
+    monkeypatch.setattr(bk, "run_playbook", fail)
+    net = _net()
+    net.components.postgres, net.postgres = True, ["pg1"]
+    with pytest.raises(DlnetError, match=r"tar failed \(log: .*\.failed\.log\)"):
+        bk.backup(net, tmp_path / "out", PASS)  # type: ignore[arg-type]
+    assert [p.name.endswith(".failed.log") for p in (tmp_path / "out").iterdir()] == [True]
