@@ -16,6 +16,8 @@ import typer
 
 from dlnet import keys, preflight, quorum
 from dlnet.commands.artifacts import artifacts_app
+from dlnet.commands.backup import backup as backup_cmd
+from dlnet.commands.backup import restore as restore_cmd
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
@@ -39,6 +41,9 @@ app.command("seed")(seed_cmd)
 app.command("lock-root")(lock_root_cmd)
 app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
+# Backup and restore (issue 12).
+app.command("backup")(backup_cmd)
+app.command("restore")(restore_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.
