@@ -237,6 +237,41 @@ def groups_per_tx(
     return max(n for n in range(1, top + 1) if fill(n) >= 0.98 * best)
 
 
+class Pace:
+    """Admits one ledger's worth of transactions per ledger that closes (two ledgers' worth at the start: what
+    stellar-core's queue holds). Sending more gets them refused for room (TRY_AGAIN_LATER), and a refused
+    transaction is banned for several ledgers by the node that refused it, which also lets the validators'
+    queues drift apart: a few of them then apply ledgers late."""
+
+    def __init__(self, core: CoreTx, per_ledger: int, ledgers: int = 2) -> None:
+        self.core = core
+        self.per_ledger = per_ledger
+        self.cap = per_ledger * ledgers
+        self.permits = self.cap
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        seen = self.core.ledger(max_age=0)
+        threading.Thread(target=self._run, args=(seen,), name="seed-pace", daemon=True).start()
+
+    def _run(self, seen: int) -> None:
+        while not self.stop.is_set():
+            if not self.core.wait_ledger(seen, 1.0):
+                continue
+            now = self.core.ledger()
+            with self.cond:
+                self.permits = min(self.cap, self.permits + self.per_ledger * max(1, now - seen))
+                self.cond.notify_all()
+            seen = now
+
+    def admit(self, timeout: float = 60.0) -> None:
+        """Wait for a permit (bounded: past `timeout` the transaction goes anyway, and waits for room then)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.permits > 0 or self.stop.is_set(), timeout)
+            self.permits -= 1
+
+
 class Chain:
     """Checks, reads and writes the chain through Horizon with one funding account."""
 
@@ -356,17 +391,23 @@ class Chain:
         stop = threading.Event()
         busy = [(ch, work) for ch, work in zip(channels, lanes, strict=True) if work]
         core = self.tx.core
+        pace = Pace(core, max(1, self.max_tx_set_size // ops_limit)) if core and core.ledger(max_age=0) else None
+
+        def go() -> None:
+            if core is not None:
+                core.wait_ledger(core.ledger(max_age=0), 10.0)
+            if pace is not None:
+                pace.start()
+
         # Every lane signs its transactions first; then all start together right after a ledger closed, so
         # the first ledger of the run is as full as the others.
-        start = threading.Barrier(
-            len(busy), action=(lambda: core.wait_ledger(core.ledger(max_age=0), 10.0)) if core else None
-        )
+        start = threading.Barrier(len(busy), action=go)
 
         def lane(ch: Keypair, work: list[list[Step]]) -> None:
             try:
                 self._submit(
                     ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop, holders=True,
-                    ready=lambda: start.wait(timeout=300),
+                    ready=lambda: start.wait(timeout=300), pace=pace,
                 )
             except BaseException as exc:  # collected and re-raised by the caller thread
                 failures.append(exc)
@@ -376,8 +417,12 @@ class Chain:
         threads = [threading.Thread(target=lane, args=(ch, work)) for ch, work in busy]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        finally:
+            if pace is not None:
+                pace.stop.set()
         if failures:
             raise failures[0]
 
@@ -392,6 +437,7 @@ class Chain:
         *,
         holders: bool = False,
         ready: Callable[[], object] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         """Submit `batches` in order from `source`, sequence numbers kept locally.
 
@@ -428,6 +474,8 @@ class Chain:
                 i, batch = todo[k]
                 envelope = prebuilt.pop((i, seq), None) if _round == 1 and not early else None
                 envelope = envelope or self._envelope(source, batch, seq, 100 * early)
+                if pace is not None and not early and not queue_full:
+                    pace.admit()
                 try:
                     if self.tx.core is not None:
                         envelope = self.tx.send(
