@@ -318,8 +318,9 @@ class Chain:
             )
         self.funder_account = acc
         # Through the validators when their admin endpoints are given (dlnet seed), as dlnet load submits. A
-        # queued transaction not in a ledger 8 closes later was dropped from the queue (19.14 drops after 4).
-        confirm = max(10.0, 8 * close_seconds(horizon))
+        # queued transaction Horizon does not show a minute (or 8 closes) later was dropped from the queue
+        # (19.14 drops after 4 ledgers); shorter waits mistook slow ledgers on a busy machine for drops.
+        confirm = max(60.0, 8 * close_seconds(horizon))
         self.tx = Transactor(horizon, net.passphrase, base_fee=self.base_fee, core=core, confirm_timeout=confirm)
         self._report_lock = threading.Lock()
 
