@@ -9,11 +9,17 @@ or `X-Ratelimit-Reset`, and HTTP 503 (for a submission: stellar-core's TRY_AGAIN
 attempt the error says what happened and what to change. A submission is only ever resent unchanged
 (same envelope, same sequence number: it can apply at most once); on 504 or a client timeout the hash is
 looked up first and the envelope resent only if Horizon does not know it.
+
+Submissions can also go straight to the validators' admin `tx` endpoint (CoreTx, what `dlnet load` uses):
+stellar-core answers at once (PENDING, DUPLICATE, TRY_AGAIN_LATER, ERROR), where Horizon 2.26 answers only
+once the ledger is closed and ingested; the outcome is then confirmed through Horizon by hash.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
@@ -22,6 +28,7 @@ from typing import Any
 import httpx
 from stellar_sdk import Account, Asset, Keypair, StrKey, TransactionBuilder
 from stellar_sdk import exceptions as sx
+from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.memo import Memo
 from stellar_sdk.operation import Operation
 from stellar_sdk.transaction_envelope import TransactionEnvelope
@@ -312,6 +319,15 @@ class Horizon:
                 raise
             return None
 
+    def wait_for(self, tx_hash: str, timeout: float, every: float = 0.5) -> dict[str, Any] | None:
+        """The transaction's record once Horizon has ingested its ledger; None if not there within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.transaction(tx_hash)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            self.sleep(min(every, max(0.0, deadline - time.monotonic())))
+
     def ledger_transactions(self, sequence: int) -> list[dict[str, Any]]:
         return list(self.records(f"/ledgers/{sequence}/transactions", {"include_failed": "false"}))
 
@@ -384,15 +400,132 @@ class Horizon:
         raise SubmitFailed(f"transaction {str(record.get('hash', ''))[:12]}… failed: {codes_text(codes)}", codes)
 
 
+# ---- stellar-core's `tx` endpoint -----------------------------------------------------------------------
+CORE_STATUSES = ("PENDING", "DUPLICATE", "TRY_AGAIN_LATER", "ERROR")
+QUEUE_FULL = ("TRY_AGAIN_LATER", "txINSUFFICIENT_FEE")  # refused for room in the queue, not for what it is
+
+
+def result_code(error_xdr: str) -> str:
+    """The transaction result code (txBAD_SEQ, txINSUFFICIENT_FEE...) of a `tx` ERROR's `error` field."""
+    try:
+        return str(stellar_xdr.TransactionResult.from_xdr(error_xdr).result.code.name)
+    except Exception:
+        return "undecodable"
+
+
+def horizon_code(core_code: str) -> str:
+    """Horizon's spelling of a result code: txBAD_SEQ -> tx_bad_seq."""
+    return "tx_" + core_code[2:].lower() if core_code.startswith("tx") else core_code.lower()
+
+
+def core_verdict(body: Any) -> tuple[str, str | None]:
+    """(status, result code) of stellar-core's answer to `tx?blob=`: PENDING and DUPLICATE are queued,
+    TRY_AGAIN_LATER and ERROR txINSUFFICIENT_FEE are "no room now", any other ERROR is a refusal."""
+    if not isinstance(body, dict) or "exception" in body:
+        return "ERROR", "exception"
+    status = str(body.get("status", "ERROR"))
+    if status not in CORE_STATUSES:
+        return "ERROR", f"status {status[:40]}"
+    return status, result_code(body["error"]) if status == "ERROR" and "error" in body else None
+
+
+class CoreTx:
+    """Hands envelopes to the validators' admin `tx` endpoint, to every validator: each queue gets the
+    transaction at once, whichever validator proposes the next ledger (19.x floods transactions at about a
+    ledger's worth per ledger, so a burst sent to one node reaches the others over several ledgers), and no
+    node holds a transaction the others refused for room. The same envelope can apply only once."""
+
+    def __init__(self, urls: list[str], *, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
+        if not urls:
+            raise DlnetError("no validator admin endpoint to submit to — expected a host in group stellar_core")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.client = client or httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False)
+        self._num, self._at = 0, 0.0  # the last ledger number read, and when (monotonic)
+        self._lock = threading.Lock()
+        self._polling = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, blob: str) -> tuple[str, str | None]:
+        """Stellar-core's (status, result code): queued (PENDING, DUPLICATE) if any validator queued it, else
+        the first refusal; DlnetError if no validator answers."""
+        verdicts, problems = [], []
+        for url in self.urls:
+            try:
+                resp = self.client.get(f"{url}/tx", params={"blob": blob})
+                verdicts.append(core_verdict(resp.json()))
+            except httpx.HTTPError as exc:
+                problems.append(f"{url}: {type(exc).__name__}")
+            except ValueError:
+                problems.append(f"{url}: HTTP {resp.status_code} {resp.text[:60]!r}")
+        for wanted in ("PENDING", "DUPLICATE"):
+            if any(status == wanted for status, _ in verdicts):
+                return wanted, None
+        if verdicts:
+            return verdicts[0]
+        raise DlnetError(
+            f"no validator's admin endpoint took the transaction ({'; '.join(problems)}) — expected stellar-core"
+            " answering JSON — check `dlnet status`; re-running is safe"
+        )
+
+    def ledger(self, max_age: float = 0.05) -> int:
+        """The validators' current ledger number (0 if none tells). Many threads may ask: one reads `info`,
+        at most every `max_age` seconds, the others get the value it read."""
+        with self._lock:
+            if time.monotonic() - self._at <= max_age or not self._polling.acquire(blocking=False):
+                return self._num
+        try:
+            num = 0
+            for url in self.urls:
+                try:
+                    num = int(self.client.get(f"{url}/info").json()["info"]["ledger"]["num"])
+                    break
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    continue
+            with self._lock:
+                self._num, self._at = max(self._num, num), time.monotonic()
+                return self._num
+        finally:
+            self._polling.release()
+
+    def wait_ledger(self, after: int, timeout: float) -> bool:
+        """Block until a ledger after `after` has closed (False on timeout, or if no validator tells)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.ledger()
+            if now > after or not now:
+                return bool(now)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
 # ---- transactions ----------------------------------------------------------------------------------
 class Transactor:
-    """Builds, signs and submits transactions for one network through one Horizon."""
+    """Builds, signs and submits transactions for one network: through Horizon, or (`core`) straight to the
+    validators and confirmed through Horizon."""
 
-    def __init__(self, horizon: Horizon, passphrase: str, *, base_fee: int = 100, timeout: int = 300) -> None:
+    QUEUE_WAITS = (0.25, 0.5, 1.0, 2.0)  # then 2 s: room in stellar-core's queue comes with the next ledger
+
+    def __init__(
+        self,
+        horizon: Horizon,
+        passphrase: str,
+        *,
+        base_fee: int = 100,
+        timeout: int = 300,
+        core: CoreTx | None = None,
+        queue_wait: float = 120.0,
+        confirm_timeout: float = 60.0,
+    ) -> None:
         self.h = horizon
         self.passphrase = passphrase
         self.base_fee = base_fee
         self.timeout = timeout
+        self.core = core
+        self.queue_wait = queue_wait  # longest wait for room in the validators' queue, per transaction
+        self.confirm_timeout = confirm_timeout  # longest wait for Horizon to show a queued transaction
 
     def check_network(self) -> dict[str, Any]:
         root = self.h.root()
@@ -417,10 +550,11 @@ class Transactor:
         memo: Memo | None = None,
         signers: Iterable[Keypair] = (),
         sequence: int | None = None,
+        valid_for: int | None = None,
     ) -> TransactionEnvelope:
         seq = self.sequence(source.public_key) if sequence is None else sequence
         builder = TransactionBuilder(Account(source.public_key, seq), self.passphrase, base_fee=self.base_fee)
-        builder.set_timeout(self.timeout)
+        builder.set_timeout(self.timeout if valid_for is None else valid_for)
         if memo is not None:
             builder.add_memo(memo)
         if callable(ops):
@@ -433,8 +567,63 @@ class Transactor:
             tx.sign(kp)
         return tx
 
-    def submit(self, envelope: TransactionEnvelope, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-        return self.h.submit(envelope.to_xdr(), envelope.hash_hex(), progress)
+    def send(
+        self,
+        envelope: TransactionEnvelope,
+        progress: Callable[[str], None] | None = None,
+        rebuild: Callable[[int], TransactionEnvelope] | None = None,
+    ) -> TransactionEnvelope:
+        """Queue the envelope on the validators (needs `core`) without waiting for its ledger; returns the
+        envelope queued. A full queue is waited out (bounded by `queue_wait`): stellar-core 19 bans what it
+        refused for room (TRY_AGAIN_LATER for the same hash during the next ledgers), so after the next ledger
+        closes the transaction is sent again as `rebuild(attempt)` makes it (same operations and sequence
+        number, another validity window: another hash; it can still apply only once). SubmitFailed (Horizon's
+        codes) when stellar-core refuses it for what it is."""
+        assert self.core is not None, "send() needs the validators' tx endpoint"
+        deadline = time.monotonic() + self.queue_wait
+        for attempt in itertools.count():
+            status, code = self.core.send(envelope.to_xdr())
+            if status in ("PENDING", "DUPLICATE"):
+                return envelope
+            if status not in QUEUE_FULL and code not in QUEUE_FULL:
+                codes = {"transaction": horizon_code(code or "tx_failed")}
+                raise SubmitFailed(f"transaction {envelope.hash_hex()[:12]}… refused: {codes_text(codes)}", codes)
+            if time.monotonic() >= deadline:
+                raise HorizonError(
+                    f"the validators' transaction queue stayed full for {self.queue_wait:.0f}s ({status} {code or ''})"
+                    " — expected ledgers to make room — check `dlnet status` (are ledgers closing?); re-running"
+                    " is safe",
+                    503,
+                )
+            if attempt == 0 and progress:
+                progress(f"core: the transaction queue is full ({code or status}), {envelope.hash_hex()[:12]}…"
+                         " waits for room")
+            # Room comes with the next ledger: signed again now, sent as soon as it closes (so that the ledger
+            # after it is full too).
+            seen = self.core.ledger()
+            if rebuild is not None:
+                envelope = rebuild(attempt + 1)
+            if not (seen and self.core.wait_ledger(seen, min(30.0, max(0.0, deadline - time.monotonic())))):
+                self.h.sleep(self.QUEUE_WAITS[min(attempt, len(self.QUEUE_WAITS) - 1)])
+
+    def confirm(self, tx_hash: str, timeout: float | None = None) -> dict[str, Any]:
+        """The applied record of a queued transaction, through Horizon; SubmitFailed if it failed, HorizonError
+        (status 504) if Horizon does not show it in time (it may have been dropped from the queue)."""
+        record = self.h.wait_for(tx_hash, self.confirm_timeout if timeout is None else timeout)
+        if record is None:
+            raise HorizonError(f"transaction {tx_hash[:12]}… not in a ledger Horizon ingested", 504)
+        return self.h._verdict(record)
+
+    def submit(
+        self,
+        envelope: TransactionEnvelope,
+        progress: Callable[[str], None] | None = None,
+        rebuild: Callable[[int], TransactionEnvelope] | None = None,
+    ) -> dict[str, Any]:
+        """Submit and wait for the verdict: the applied record, or SubmitFailed / HorizonError."""
+        if self.core is None:
+            return self.h.submit(envelope.to_xdr(), envelope.hash_hex(), progress)
+        return self.confirm(self.send(envelope, progress, rebuild).hash_hex())
 
     def run(
         self,

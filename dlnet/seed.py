@@ -4,8 +4,10 @@ Idempotent and resumable by construction: every run reads the chain, computes on
 operations, and submits them in transactions that each apply atomically; keys are written (0600) before
 any transaction mentions them. A crash mid-way loses nothing: the next run starts from what is on chain.
 DLC's issued amount is recorded on the issuer (data entry `dlc.issued`) in the same transaction as the
-payment, so re-running never issues twice. One source account (the funder) pays fees and sequences,
-one transaction at a time: no concurrent use of a sequence number.
+payment, so re-running never issues twice. Each source account (the funder, a channel) is used by one
+thread only, its sequence numbers kept locally: no concurrent use of a sequence number. Transactions go
+straight to the validators' `tx` endpoint (dlnet/chain.py's CoreTx, as `dlnet load` submits) and are
+confirmed through Horizon; holders' transactions are queued back to back, so ledgers close full.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from stellar_sdk import (
 )
 from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
 from stellar_sdk.operation import Operation
+from stellar_sdk.transaction_envelope import TransactionEnvelope
 
-from dlnet.chain import STROOPS, Horizon, SubmitFailed, Transactor, codes_text, parse_amount
+from dlnet.chain import STROOPS, CoreTx, Horizon, HorizonError, SubmitFailed, Transactor, codes_text, parse_amount
 from dlnet.config import Network
 from dlnet.day2 import DlcSettings
 from dlnet.errors import DlnetError
@@ -46,10 +49,8 @@ from dlnet.keys import secrets_dir
 
 MAX_OPS_PER_TX = 100
 MAX_SIGNATURES = 20
-# Channel accounts in flight: enough transactions queued to fill two ledgers (stellar-core keeps at least
-# two ledgers' worth in its queue), never more than this many accounts.
-LEDGERS_QUEUED = 2
-MAX_CHANNELS = 64
+# Channel accounts: one per holders' transaction up to this many (channels_needed).
+MAX_CHANNELS = 100
 QUEUE_FULL_RETRIES = 12  # about a minute of waiting for room in the queue (0.5, 1, 2, 4, then 8 s)
 FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_clawback_enabled": 8}
 ISSUED_KEY = "dlc.issued"
@@ -169,6 +170,21 @@ def _amount(d: Decimal) -> str:
     return format(d.quantize(Decimal("0.0000001")), "f")
 
 
+def close_seconds(horizon: Horizon) -> float:
+    """Seconds between ledgers, from the last ten Horizon ingested (5 when it cannot tell)."""
+    from datetime import datetime
+
+    body = horizon.get("/ledgers", {"order": "desc", "limit": "10"}) or {}
+    times = [
+        datetime.fromisoformat(str(r["closed_at"]).replace("Z", "+00:00")).timestamp()
+        for r in (body.get("_embedded") or {}).get("records") or []
+        if r.get("closed_at")
+    ]
+    if len(times) < 2:
+        return 5.0
+    return max(1.0, (times[0] - times[-1]) / (len(times) - 1))
+
+
 # ---- the executor ----------------------------------------------------------------------------------
 @dataclass
 class Report:
@@ -193,12 +209,26 @@ class Report:
         }
 
 
-def groups_per_tx(max_tx_set_size: int, ops_per_group: int, signers_per_group: int = 1, fixed_signers: int = 3) -> int:
+def groups_per_tx(
+    max_tx_set_size: int,
+    ops_per_group: int,
+    signers_per_group: int = 1,
+    fixed_signers: int = 3,
+    groups: int | None = None,
+) -> int:
     """How many independent groups (holders) to put in one transaction so that whole transactions fill a
-    ledger of `max_tx_set_size` operations: the largest count within 2 % of the best fill, within Stellar's
-    100 operations and 20 signatures per transaction."""
+    ledger of `max_tx_set_size` operations, within Stellar's 100 operations and 20 signatures per
+    transaction. Knowing how many `groups` there are: the largest count that needs the fewest ledgers
+    (whole transactions per ledger); else the largest count within 2 % of the best fill."""
     top = max(1, min(MAX_OPS_PER_TX // ops_per_group, (MAX_SIGNATURES - fixed_signers) // signers_per_group))
     top = max(1, min(top, max_tx_set_size // ops_per_group))
+    if groups:
+
+        def ledgers(n: int) -> int:
+            return math.ceil(math.ceil(groups / n) / max(1, max_tx_set_size // (n * ops_per_group)))
+
+        least = min(ledgers(n) for n in range(1, top + 1))
+        return max(n for n in range(1, top + 1) if ledgers(n) == least)
 
     def fill(n: int) -> int:
         return (max_tx_set_size // (n * ops_per_group)) * n * ops_per_group
@@ -207,11 +237,52 @@ def groups_per_tx(max_tx_set_size: int, ops_per_group: int, signers_per_group: i
     return max(n for n in range(1, top + 1) if fill(n) >= 0.98 * best)
 
 
+class Pace:
+    """Admits one ledger's worth of transactions per ledger that closes (two ledgers' worth at the start: what
+    stellar-core's queue holds). Sending more gets them refused for room (TRY_AGAIN_LATER), and a refused
+    transaction is banned for several ledgers by the node that refused it, which also lets the validators'
+    queues drift apart: a few of them then apply ledgers late."""
+
+    def __init__(self, core: CoreTx, per_ledger: int, ledgers: int = 2) -> None:
+        self.core = core
+        self.per_ledger = per_ledger
+        self.cap = per_ledger * ledgers
+        self.permits = self.cap
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        seen = self.core.ledger(max_age=0)
+        threading.Thread(target=self._run, args=(seen,), name="seed-pace", daemon=True).start()
+
+    def _run(self, seen: int) -> None:
+        while not self.stop.is_set():
+            if not self.core.wait_ledger(seen, 1.0):
+                continue
+            now = self.core.ledger()
+            with self.cond:
+                self.permits = min(self.cap, self.permits + self.per_ledger * max(1, now - seen))
+                self.cond.notify_all()
+            seen = now
+
+    def admit(self, timeout: float = 60.0) -> None:
+        """Wait for a permit (bounded: past `timeout` the transaction goes anyway, and waits for room then)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.permits > 0 or self.stop.is_set(), timeout)
+            self.permits -= 1
+
+
 class Chain:
     """Checks, reads and writes the chain through Horizon with one funding account."""
 
     def __init__(
-        self, net: Network, horizon: Horizon, funder: Keypair, funder_is_root: bool, progress: Callable[[str], None]
+        self,
+        net: Network,
+        horizon: Horizon,
+        funder: Keypair,
+        funder_is_root: bool,
+        progress: Callable[[str], None],
+        core: CoreTx | None = None,
     ) -> None:
         self.net = net
         self.h = horizon
@@ -246,7 +317,11 @@ class Chain:
                 )
             )
         self.funder_account = acc
-        self.tx = Transactor(horizon, net.passphrase, base_fee=self.base_fee)
+        # Through the validators when their admin endpoints are given (dlnet seed), as dlnet load submits. A
+        # queued transaction Horizon does not show a minute (or 8 closes) later was dropped from the queue
+        # (19.14 drops after 4 ledgers); shorter waits mistook slow ledgers on a busy machine for drops.
+        confirm = max(60.0, 8 * close_seconds(horizon))
+        self.tx = Transactor(horizon, net.passphrase, base_fee=self.base_fee, core=core, confirm_timeout=confirm)
         self._report_lock = threading.Lock()
 
     def account(self, account_id: str) -> dict[str, Any] | None:
@@ -303,7 +378,7 @@ class Chain:
             return
         # Transactions sized so that whole ones fill a ledger; one in flight per channel (channels_needed).
         widest = max(len(g) for g in groups)
-        ops_limit = groups_per_tx(self.max_tx_set_size, widest) * widest
+        ops_limit = groups_per_tx(self.max_tx_set_size, widest, groups=len(groups)) * widest
         batches = self._pack(groups, channels[0], ops_limit)
         lanes: list[list[list[Step]]] = [batches[i :: len(channels)] for i in range(len(channels))]
         seqs = {}
@@ -315,21 +390,40 @@ class Chain:
             seqs[ch.public_key] = int(acc["sequence"])
         failures: list[BaseException] = []
         stop = threading.Event()
+        busy = [(ch, work) for ch, work in zip(channels, lanes, strict=True) if work]
+        core = self.tx.core
+        pace = Pace(core, max(1, self.max_tx_set_size // ops_limit)) if core and core.ledger(max_age=0) else None
+
+        def go() -> None:
+            if core is not None:
+                core.wait_ledger(core.ledger(max_age=0), 10.0)
+            if pace is not None:
+                pace.start()
+
+        # Every lane signs its transactions first; then all start together right after a ledger closed, so
+        # the first ledger of the run is as full as the others.
+        start = threading.Barrier(len(busy), action=go)
 
         def lane(ch: Keypair, work: list[list[Step]]) -> None:
             try:
-                self._submit(ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop, holders=True)
+                self._submit(
+                    ch, seqs[ch.public_key], work, report, f"channel {ch.public_key[:6]}", stop, holders=True,
+                    ready=lambda: start.wait(timeout=300), pace=pace,
+                )
             except BaseException as exc:  # collected and re-raised by the caller thread
                 failures.append(exc)
                 stop.set()
+                start.abort()
 
-        threads = [
-            threading.Thread(target=lane, args=(ch, work)) for ch, work in zip(channels, lanes, strict=True) if work
-        ]
+        threads = [threading.Thread(target=lane, args=(ch, work)) for ch, work in busy]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        finally:
+            if pace is not None:
+                pace.stop.set()
         if failures:
             raise failures[0]
 
@@ -343,63 +437,182 @@ class Chain:
         stop: threading.Event | None = None,
         *,
         holders: bool = False,
+        ready: Callable[[], object] | None = None,
+        pace: Pace | None = None,
     ) -> None:
-        for i, batch in enumerate(batches, start=1):
-            if stop is not None and stop.is_set():
+        """Submit `batches` in order from `source`, sequence numbers kept locally.
+
+        Through the validators (`self.tx.core`, what `dlnet load` submits to) a channel's transactions are
+        signed ahead and sent one per ledger: stellar-core answers at once, and 19.14 queues one transaction
+        per source account, so the next one goes as soon as the ledger that took its predecessor closed (if
+        that ledger was full, it is refused, TRY_AGAIN_LATER, and sent again after the next one). Together
+        the channels keep two ledgers' worth queued, so every ledger closes full. They are confirmed through
+        Horizon at the end, which also makes a re-run read what this run did. The funder's own steps depend
+        on each other: each is confirmed before the next. Through Horizon only, each transaction is
+        answered once applied.
+        A transaction that failed when applied because an account already existed (made elsewhere) is
+        sent again without that step, in a next round; one that Horizon never showed (dropped from the
+        queue) is sent again from the account's sequence number as Horizon reads it.
+        """
+        todo = list(enumerate(batches, start=1))
+        pipelined = holders and self.tx.core is not None
+        prebuilt: dict[tuple[int, int], TransactionEnvelope] = {}
+        if pipelined:  # signed ahead, sent one per ledger
+            for k, (i, batch) in enumerate(todo):
+                prebuilt[(i, seq + k)] = self._envelope(source, batch, seq + k)
+        if ready is not None:
+            ready()
+        for _round in range(1, 4):  # bounded: a round only repeats what it could fix
+            if not todo:
                 return
-            bad_seq = queue_full = 0
-            while True:  # bounded: each pass either applies, rebuilds once for tx_bad_seq, or drops a step
-                signers = {s.signer.public_key: s.signer for s in batch if s.signer.public_key != source.public_key}
-                envelope = self.tx.build(source, [s.op for s in batch], signers=signers.values(), sequence=seq)
+            sent: list[tuple[int, list[Step], str, dict[str, Any] | None]] = []  # (index, batch, hash, record)
+            again: list[tuple[int, list[Step]]] = []
+            queue_full = bad_seq = early = 0
+            k = 0
+            while k < len(todo):
+                if stop is not None and stop.is_set():
+                    return
+                i, batch = todo[k]
+                envelope = prebuilt.pop((i, seq), None) if _round == 1 and not early else None
+                envelope = envelope or self._envelope(source, batch, seq, 100 * early)
+                if pace is not None and not early and not queue_full:
+                    pace.admit()
                 try:
-                    record = self.tx.submit(envelope, self.progress)
-                    break
+                    if self.tx.core is not None:
+                        envelope = self.tx.send(
+                            envelope,
+                            self.progress,
+                            lambda n, b=batch, q=seq, v=early: self._envelope(source, b, q, 100 * v + n),
+                        )
+                        record = None
+                    else:
+                        record = self.tx.submit(envelope, self.progress)
                 except SubmitFailed as exc:
                     if exc.tx_code == "tx_insufficient_fee" and queue_full < QUEUE_FULL_RETRIES:
-                        # stellar-core's queue holds two ledgers' worth; at the base fee a transaction that
-                        # does not fit is refused this way (surge pricing). It did not apply: send it again
-                        # once a ledger has made room.
+                        # Horizon only: stellar-core's queue holds two ledgers' worth; at the base fee a
+                        # transaction that does not fit is refused this way (surge pricing). It did not
+                        # apply: send it again once a ledger has made room.
                         wait = min(0.5 * 2**queue_full, 8.0)
                         queue_full += 1
                         self.progress(f"seed: {label}: the transaction queue is full (tx_insufficient_fee),"
                                       f" resending transaction {i} in {wait:.1f}s")
                         time.sleep(wait)
                         continue
+                    if exc.tx_code == "tx_bad_seq" and pipelined and early < 3:
+                        # Sent before its predecessor applied (the ledger that should take it was full):
+                        # again after the next ledger, as another envelope (the same effect).
+                        early += 1
+                        self.tx.core.wait_ledger(self.tx.core.ledger(), 30.0)  # type: ignore[union-attr]
+                        continue
                     if exc.tx_code == "tx_bad_seq" and bad_seq < 2:  # someone else used the account: re-read it
                         bad_seq += 1
-                        acc = self.h.account(source.public_key)
-                        seq = int(acc["sequence"]) if acc else seq
+                        again += self._settle(sent, report, label, holders)
+                        sent = []
+                        seq = self._sequence(source, seq)
                         self.progress(f"seed: {label} sequence changed under us, rebuilding transaction {i}")
                         continue
-                    # Holders are read in pages of the DLC's trustlines; an account that exists without one
-                    # (made elsewhere) is found here: drop its create_account and send the rest again.
-                    exists = [
-                        s for s, code in zip(batch, exc.op_codes, strict=False)
-                        if code == "op_already_exists" and isinstance(s.op, CreateAccount)
-                    ]
-                    if exists and len(exists) < len(batch):
-                        batch = [s for s in batch if s not in exists]
-                        seq += 1  # the failed transaction used its sequence number (and its fee)
-                        self.progress(f"seed: {label}: {len(exists)} account(s) already existed, resending")
+                    if exc.tx_code == "tx_failed":  # applied and failed (Horizon only): settled with the rest
+                        sent.append((i, batch, envelope.hash_hex(), {"successful": False, "result_codes": exc.codes}))
+                        seq += 1
+                        k += 1
                         continue
+                    self._settle(sent, report, label, holders)  # what was queued before it still counts
                     raise DlnetError(
-                        f"transaction {i}/{len(batches)} of the {label} ({', '.join(sorted({s.what for s in batch}))})"
-                        f" failed: {codes_text(exc.codes)} — nothing of it applied; earlier transactions did — fix"
-                        " the cause and re-run (it resumes)"
+                        f"transaction {i}/{len(batches)} of the {label}"
+                        f" ({', '.join(sorted({s.what for s in batch}))}) was refused: {codes_text(exc.codes)} —"
+                        " nothing of it applied; earlier transactions did — fix the cause and re-run (it resumes)"
                     ) from None
-            seq += 1
+                sent.append((i, batch, envelope.hash_hex(), record))
+                seq += 1
+                k += 1
+                early = 0
+                if pipelined and self.tx.core is not None and k < len(todo):
+                    self.tx.core.wait_ledger(self.tx.core.ledger(), 30.0)  # the earliest the next one is taken
+                if not pipelined:
+                    again += self._settle(sent, report, label, holders)
+                    sent = []
+            again += self._settle(sent, report, label, holders)
+            if again:
+                seq = self._sequence(source, seq)
+            todo = again
+        if todo:
+            raise DlnetError(
+                f"the {label}: {len(todo)} transaction(s) still not applied after 3 rounds — expected the"
+                " network to take them — check `dlnet status`, then re-run (it resumes)"
+            )
+
+    def _envelope(self, source: Keypair, batch: list[Step], seq: int, attempt: int = 0) -> TransactionEnvelope:
+        """The batch's transaction; each `attempt` valid a second longer (another hash, same effect)."""
+        signers = {s.signer.public_key: s.signer for s in batch if s.signer.public_key != source.public_key}
+        return self.tx.build(
+            source, [s.op for s in batch], signers=signers.values(), sequence=seq, valid_for=self.tx.timeout + attempt
+        )
+
+    def _sequence(self, source: Keypair, seq: int) -> int:
+        acc = self.h.account(source.public_key)
+        return int(acc["sequence"]) if acc else seq
+
+    def _settle(
+        self,
+        sent: list[tuple[int, list[Step], str, dict[str, Any] | None]],
+        report: Report,
+        label: str,
+        holders: bool,
+    ) -> list[tuple[int, list[Step]]]:
+        """Confirm sent transactions through Horizon (the last first: once it shows, the earlier ones of the
+        same account are in as well), record the applied ones, and return what to send again."""
+        again: list[tuple[int, list[Step]]] = []
+        if not sent:
+            return again
+        if sent[-1][3] is None:
+            self.h.wait_for(sent[-1][2], self.tx.confirm_timeout)
+        failed: list[str] = []
+        for i, batch, tx_hash, record in sent:
+            try:
+                if record is None:  # queued on the validators: Horizon tells how it went
+                    rec = self.tx.confirm(tx_hash, timeout=0)
+                elif not record.get("successful", True):
+                    raise SubmitFailed(f"transaction {tx_hash[:12]}… failed", record["result_codes"])
+                else:
+                    rec = record
+            except HorizonError as exc:
+                if exc.status != 504:
+                    raise
+                self.progress(f"seed: {label}: transaction {i} never showed in a ledger, sending it again")
+                again.append((i, batch))
+                continue
+            except SubmitFailed as exc:
+                # Holders are read in pages of the DLC's trustlines; an account that exists without one
+                # (made elsewhere) is found here: drop its create_account and send the rest again.
+                exists = [
+                    s for s, code in zip(batch, exc.op_codes, strict=False)
+                    if code == "op_already_exists" and isinstance(s.op, CreateAccount)
+                ]
+                if exists and len(exists) < len(batch):
+                    self.progress(f"seed: {label}: {len(exists)} account(s) already existed, resending")
+                    again.append((i, [s for s in batch if s not in exists]))
+                    continue
+                failed.append(
+                    f"transaction {i} ({', '.join(sorted({s.what for s in batch}))}): {codes_text(exc.codes)}"
+                )
+                continue
             with self._report_lock:
                 report.transactions += 1
                 report.operations += len(batch)
-                report.ledgers.append(int(record.get("ledger", 0)))
+                report.ledgers.append(int(rec.get("ledger", 0)))
                 report.done.extend(s.what for s in batch)
                 if holders:
                     report.holder_operations += len(batch)
-                    report.holder_ledgers.append(int(record.get("ledger", 0)))
+                    report.holder_ledgers.append(int(rec.get("ledger", 0)))
             self.progress(
-                f"seed: {label} transaction {i}/{len(batches)} ({len(batch)} operations) applied in ledger"
-                f" {record.get('ledger')}"
+                f"seed: {label} transaction {i} ({len(batch)} operations) applied in ledger {rec.get('ledger')}"
             )
+        if failed:
+            raise DlnetError(
+                f"the {label}: {'; '.join(failed[:3])}{' …' if len(failed) > 3 else ''} failed — nothing of those"
+                " applied; other transactions did — fix the cause and re-run (it resumes)"
+            )
+        return again
 
 
 # ---- DLC -----------------------------------------------------------------------------------------
@@ -409,22 +622,18 @@ def holder_ops(dlc: DlcSettings) -> int:
 
 
 def channels_needed(dlc: DlcSettings, max_tx_set_size: int, holders: int | None = None) -> int:
-    """Channel accounts that keep the ledgers full while holders are created: each channel has one
-    transaction in flight (as many holders as its signatures allow), and together they queue
-    LEDGERS_QUEUED ledgers' worth of operations, so every ledger closes with a full transaction set while
-    the answers for the previous one come back, and never more than that queue holds (stellar-core refuses
-    the excess with tx_insufficient_fee). Within that: at least dlnet_dlc.channels, no more than there are
-    transactions to send, at most MAX_CHANNELS."""
+    """Channel accounts that keep the ledgers full while holders are created: one per transaction (as many
+    holders as its signatures allow), up to MAX_CHANNELS, at least dlnet_dlc.channels. stellar-core 19.14
+    queues one transaction per source account, so a channel's next transaction can only go once the ledger
+    that took the previous one has closed, a race against the next ledger's nomination that a busy machine
+    loses; with a channel per transaction every one is signed ahead and ready, the queue (two ledgers'
+    worth) is refilled from them after every close, and each ledger takes a full set."""
     holders = dlc.holders if holders is None else holders
     if holders <= 0:
         return 0
-    per_group = holder_ops(dlc)
     # signers of one transaction: the channel (source), the funder, the issuer and one key per holder
-    n = groups_per_tx(max_tx_set_size, per_group)
-    transactions = math.ceil(holders / n)
-    # what stellar-core's queue holds at the base fee (more is refused with tx_insufficient_fee)
-    fits = max(1, min(LEDGERS_QUEUED * max_tx_set_size // (n * per_group), MAX_CHANNELS))
-    return min(fits, max(dlc.channels, min(fits, transactions)))
+    n = groups_per_tx(max_tx_set_size, holder_ops(dlc), groups=holders)
+    return min(MAX_CHANNELS, max(dlc.channels, math.ceil(holders / n)))
 
 
 def plan_dlc(

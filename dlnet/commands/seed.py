@@ -9,7 +9,7 @@ import typer
 
 from dlnet import day2
 from dlnet import seed as sd
-from dlnet.chain import Horizon
+from dlnet.chain import CoreTx, Horizon
 from dlnet.commands.common import ExtraVars, Inventory, Json, emit, progress
 from dlnet.errors import DlnetError
 
@@ -65,8 +65,10 @@ def seed(
                 "seed: root lock not confirmed — nothing was done — re-run without --lock-root or answer yes"
             )
     horizon = Horizon(day2.horizon_url(net))
+    # Submitted to the validators as `dlnet load` does (answered at once, ledgers fill), confirmed through Horizon.
+    core = CoreTx([day2.admin_url(v.address, v.http_port) for v in net.validators])
     try:
-        chain = sd.Chain(net, horizon, funder, is_root, progress)
+        chain = sd.Chain(net, horizon, funder, is_root, progress, core)
         # Read-only: a root that cannot be locked from this funder stops here, before anything is submitted.
         lock = sd.lock_root_step(chain) if lock_root else []
         issuer = sd.keypair(net.env, "dlc-issuer")
@@ -86,6 +88,7 @@ def seed(
             summary["root_locked"] = True
     finally:
         horizon.close()
+        core.close()
     payload = {**report.to_json(), **summary}
     if report.transactions:
         text = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dlnet import chain
 from dlnet import load as ld
 from dlnet import tune as tn
 from dlnet.cli import main
@@ -188,7 +189,8 @@ def test_close_stats_from_watched_ledgers():
 
 def test_result_code_of_a_recorded_error():
     # The recorded 19.14 answer to a transaction at protocol 0 (tests/doubles/reference).
-    assert ld.result_code("AAAAAAAAAGT////0AAAAAA==") == "txNOT_SUPPORTED"
+    assert chain.result_code("AAAAAAAAAGT////0AAAAAA==") == "txNOT_SUPPORTED"
+    assert chain.horizon_code("txNOT_SUPPORTED") == "tx_not_supported"
 
 
 def test_plan_refuses_nonsense():
@@ -283,3 +285,18 @@ def test_network_below_protocol_1_is_refused_before_any_change(tmp_path, core_fa
     assert "protocol" in err and "dlnet upgrade --to-latest" in err and len(err.strip().splitlines()) == 1, err
     assert all(not n.armed and not n.upgrade_requests for n in core.nodes.values())
     assert not (tmp_path / "state" / "test" / "tune").exists()
+
+
+@pytest.mark.parametrize("offers", [0.0, 0.25])
+def test_fast_signer_makes_the_envelopes_stellar_sdk_makes(offers):
+    """The generator packs each channel's transaction once and rewrites only its sequence number: the
+    envelopes must be byte for byte those stellar-sdk builds and signs (payments and DEX offers)."""
+    from stellar_sdk import Keypair
+
+    channels = [ld.Channel.new() for _ in range(7)]
+    known = [(c.seed, c.public, 0 if i % 2 else (77 << 32) + 5) for i, c in enumerate(channels)]
+    issuer = Keypair.random().public_key if offers else None
+    job = ld.Job("dlnet test ; signer", known, 60, None, 0, 0, [], None, channels[0].public, offers, issuer, 100,
+                 1 << 32, index=1)
+    fast, sdk = ld.sign_all(job), ld.sign_all_sdk(job)
+    assert fast == sdk and len(set(fast[0])) == 60

@@ -71,6 +71,7 @@ class HorizonDouble:
         self.faults: list[str] = []
         self.ingest_lag = 0
         self.submissions = 0
+        self.core_submissions = 0  # of which through the validators' `tx` endpoint double
         self.requests = 0
         self.limited = 0  # the next `limited` requests answer `limited_status` (429 or 503)
         self.limited_status = 429
@@ -340,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = [p for p in parts.path.split("/") if p]
         stream = "text/event-stream" in (self.headers.get("Accept") or "")
+        if path == ["tx"]:
+            return self._core_tx(query.get("blob", ""))
         with lg.lock:
             if not path:
                 return self._send(200, h.root())
@@ -460,6 +463,30 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         finally:
             lg.lock.acquire()
+
+    def _core_tx(self, blob: str) -> None:
+        """A validator's admin `tx?blob=` on the same port (point the inventory's validator at it): answers at
+        once, as stellar-core 19.14 does (always HTTP 200): PENDING, DUPLICATE, TRY_AGAIN_LATER, or ERROR with
+        the base64 TransactionResult; the transaction applies when the double closes its next ledger."""
+        h = self.horizon
+        h.submissions += 1
+        h.core_submissions += 1
+        fault = h.faults.pop(0) if h.faults else None
+        if fault == "try_again_later":
+            return self._send(200, {"status": "TRY_AGAIN_LATER"})
+        if fault == "insufficient_fee":  # the queue is full at the base fee
+            return self._send(200, {"status": "ERROR", "error": TxRejected("tx_insufficient_fee").result_xdr})
+        if fault == "server_error":  # a crashing node: not its JSON
+            self.send_response(500)
+            self.send_header("Content-Length", "14")
+            self.end_headers()
+            self.wfile.write(b"internal error")
+            return None
+        try:
+            sub = h.ledger.submit(blob)
+        except TxRejected as rej:
+            return self._send(200, {"status": "ERROR", "error": rej.result_xdr})
+        return self._send(200, {"status": "DUPLICATE" if sub.done.is_set() else "PENDING"})
 
     # ---- POST ---------------------------------------------------------------------------------
     def do_POST(self) -> None:
