@@ -16,6 +16,7 @@ import typer
 
 from dlnet import keys, preflight, quorum
 from dlnet.commands.artifacts import artifacts_app
+from dlnet.commands.drill import drill as drill_cmd
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
@@ -39,6 +40,8 @@ app.command("seed")(seed_cmd)
 app.command("lock-root")(lock_root_cmd)
 app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
+# Fault acceptance of a deployed network (issue 12).
+app.command("drill")(drill_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.
