@@ -199,7 +199,7 @@ class Ops(Protocol):
     def kill(self, name: str) -> None: ...
     def running(self, name: str) -> bool: ...
     def wipe_validator(self, name: str) -> None: ...
-    def restore_validators(self) -> None: ...
+    def restore_validators(self, reinitialise: bool = False) -> None: ...
 
 
 @dataclass
@@ -282,10 +282,11 @@ class DockerOps:
         if sorted(left) != ["archive", "config"]:
             raise DrillError(f"drill: wiping {name} left {left} — expected only config/ and an empty archive/")
 
-    def restore_validators(self) -> None:
+    def restore_validators(self, reinitialise: bool = False) -> None:
         """The stellar_core role over every validator: running ones are left as they are, stopped ones start
-        (behind or rejoining a running network: `--wait-for-consensus`), a wiped one is initialised again;
-        the role waits for Synced!."""
+        (behind or rejoining a running network: `--wait-for-consensus`), and the role waits for Synced!. Only
+        its run step (tag stellar_core_run) unless a wiped validator must be initialised again (the whole
+        role: configuration, new-db and new-hist exactly as at its first start)."""
         playbook = Path(sys.executable).parent / "ansible-playbook"
         site = KIT_ROOT / "deploy" / "site.yml"
         if not (playbook.is_file() and site.is_file()):
@@ -293,7 +294,8 @@ class DockerOps:
                 f"drill: cannot restart validators — expected {site} and {playbook} (the kit's checkout and its"
                 " venv with the deploy extra) — run dlnet from the kit's .venv"
             )
-        args = [str(playbook), "-i", self.inventory, str(site), "--tags", "stellar_core"]
+        tags = "stellar_core" if reinitialise else "stellar_core_run"
+        args = [str(playbook), "-i", self.inventory, str(site), "--tags", tags]
         for ev in self.extra_vars:
             args += ["-e", ev]
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
@@ -429,9 +431,18 @@ class Drill:
         heads = {(i.ledger.num, i.ledger.hash) for i in infos.values() if i}
         return next(iter(heads)) if len(heads) == 1 else None
 
+    def describe(self) -> str:
+        """Each validator's state and ledger, for messages."""
+        return ", ".join(f"{n} {i.state} at {i.ledger.num}" if i else f"{n} down" for n, i in self.infos().items())
+
     def healthy(self, seconds: float = 60.0) -> tuple[int, str]:
         """Every validator Synced! on one ledger (sampled until they agree: 1 s ledgers move under a sample)."""
-        return self.wait("every validator Synced! on one ledger hash", self.in_step, seconds, every=0.2)  # type: ignore[no-any-return]
+        try:
+            return self.wait("every validator Synced! on one ledger hash", self.in_step, seconds, every=0.2)  # type: ignore[no-any-return]
+        except DeadlineReached:
+            raise
+        except DrillError as exc:
+            raise DrillError(f"{exc} ({self.describe()})") from None
 
     def observe(self, names: list[str], until: Callable[[Trace], bool], seconds: float) -> Trace:
         """Sample the highest ledger of `names` every 0.2 s until until(trace) or `seconds` pass."""
@@ -487,6 +498,14 @@ class Drill:
         }
         results: list[Result] = []
         broken = ""
+        if self.net.components.stellar_core and self.net.validators:
+            try:  # faults are measured against a healthy network, never a half-broken one
+                self.healthy(30)
+            except DrillError:
+                raise DrillError(
+                    f"drill: {self.net.env} is not healthy before any fault ({self.describe()}) — expected every"
+                    " validator Synced! on one ledger — run `make status`, fix it, then drill"
+                ) from None
         for name in faults:
             r = Result(name, "pass", "")
             results.append(r)
@@ -539,7 +558,7 @@ class Drill:
         return self._plan_cache
 
     @contextmanager
-    def stopped_validators(self, names: list[str]) -> Iterator[list[str]]:
+    def stopped_validators(self, names: list[str], reinitialise: bool = False) -> Iterator[list[str]]:
         """Stop validators; whatever happens inside, they are restored (the role) on the way out unless the
         fault restored them itself (by emptying the list)."""
         down: list[str] = []
@@ -552,16 +571,16 @@ class Drill:
             if down:
                 self.progress(f"drill: restoring validators {', '.join(down)}")
                 try:
-                    self.ops.restore_validators()
+                    self.ops.restore_validators(reinitialise)
                 except DlnetError as exc:
                     raise RestoreFailed(str(exc)) from None
 
-    def restore(self, down: list[str], beyond: int = 0) -> float:
+    def restore(self, down: list[str], beyond: int = 0, reinitialise: bool = False) -> float:
         """Restore stopped validators (the role); seconds until every validator is Synced! on one ledger hash,
         past ledger `beyond` (a halted network has recovered only once it closes ledgers again)."""
         t0 = self.clock.now()
         try:
-            self.ops.restore_validators()
+            self.ops.restore_validators(reinitialise)
         except DlnetError as exc:
             raise RestoreFailed(str(exc)) from None
         down.clear()
@@ -578,7 +597,7 @@ class Drill:
         p = self._plan()
         self.healthy()
         up = [v.name for v in self.net.validators if v.name not in p.tolerated]
-        target = 10
+        target = 6  # few, so the stopped validator rejoins from its peers' recent ledgers, not a long catch-up
         with self.stopped_validators(p.tolerated) as down:
             # Long enough for `target` ledgers at 4x the expected pace, so a slow but live network passes.
             trace = self.observe(up, lambda t: t.closed >= target, target * self.ledger_seconds * 4 + 10)
@@ -639,10 +658,10 @@ class Drill:
         victim = p.wiped
         others = [v.name for v in self.net.validators if v.name != victim]
         name = self.container(victim, "stellar-core")
-        with self.sampling(others) as trace, self.stopped_validators([victim]) as down:
+        with self.sampling(others) as trace, self.stopped_validators([victim], reinitialise=True) as down:
             before = self.top_ledger(others) or 0
             self.ops.wipe_validator(name)
-            r.recovery_seconds = self.restore(down)
+            r.recovery_seconds = self.restore(down, reinitialise=True)
             # The same ledger hash on every validator, the wiped one included: sample until they agree.
             num, digest = self.healthy(60)
             info = self.infos([victim])[victim]

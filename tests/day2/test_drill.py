@@ -78,7 +78,7 @@ class Ops:
     def wipe_validator(self, name: str) -> None:
         self.calls.append(f"wipe {name}")
 
-    def restore_validators(self) -> None:
+    def restore_validators(self, reinitialise: bool = False) -> None:
         self.calls.append("restore")
         self.sim.running = {"v1", "v2", "v3"}
 
@@ -139,7 +139,7 @@ def test_f_validators_down_ledgers_keep_closing() -> None:
     ops = Ops(sim)
     [r] = drill(sim, ops).run(["tolerated-failures"])
     assert r.outcome == "pass", r.detail
-    assert r.ledgers is not None and r.ledgers >= 10
+    assert r.ledgers is not None and r.ledgers >= 6
     assert r.p50 == pytest.approx(1.0, abs=0.21) and r.p95 == pytest.approx(1.0, abs=0.21)
     assert ops.calls.count("restore") == 1 and sum(c.startswith("stop") for c in ops.calls) == 1
 
