@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import secrets
 import subprocess
 import sys
@@ -396,17 +395,21 @@ class Drill:
         limit = self._bound(seconds)
         end = self.clock.now() + limit
         last: Any = None
+        error: BaseException | None = None
         while True:
             try:
                 last = check()
-            except (CoreAdminError, httpx.HTTPError):
-                last = None
+            except (DeadlineReached, RestoreFailed):
+                raise
+            except (DlnetError, httpx.HTTPError, ValueError) as exc:  # not yet: down, refused, half-started
+                last, error = None, exc
             if last:
                 return last
             if self.clock.now() >= end:
                 if self.remaining() <= 0:
                     raise DeadlineReached(f"{what}: the drill's deadline ({self.deadline:g}s) was reached")
-                raise DrillError(f"{what}: not within {limit:.0f}s")
+                why = f" (last: {str(error)[:200] or type(error).__name__})" if error else ""
+                raise DrillError(f"{what}: not within {limit:.0f}s{why}")
             self.clock.sleep(every)
 
     # -- validators ---------------------------------------------------------------------------------
@@ -839,32 +842,30 @@ class Drill:
                 " of this environment (DLNET_STATE_DIR) — run the drill where `make up` ran"
             ) from None
         run = secrets.token_hex(3)
-        total, kill_after, workers = 60, 12, 4
-        want = {
-            f"drill-{run}-{i:03d}": {"account_id": Keypair.random().public_key, "memo_type": "id", "memo": str(i)}
-            for i in range(total)
-        }
+        # Writers keep putting new records until the kill has landed, so requests are in flight when it does.
+        kill_after, workers, cap = 12, 4, 5000
+        want: dict[str, dict[str, str]] = {}
         acked: set[str] = set()
         unanswered: set[str] = set()
         interrupted: set[str] = set()
         lock = threading.Lock()
-        todo: queue.Queue[str] = queue.Queue()
-        for n in want:
-            todo.put(n)
         headers = {"Authorization": f"Bearer {token}"}
-        killed = threading.Event()
+        ready, killed = threading.Event(), threading.Event()
+
+        def next_record() -> str | None:
+            with lock:
+                if killed.is_set() or len(want) >= cap:
+                    return None
+                n = f"drill-{run}-{len(want):04d}"
+                want[n] = {"account_id": Keypair.random().public_key, "memo_type": "id", "memo": str(len(want))}
+                return n
 
         def writer() -> None:
             with httpx.Client(timeout=5, trust_env=False, headers=headers) as client:
-                while True:
-                    try:
-                        n = todo.get_nowait()
-                    except queue.Empty:
-                        return
+                while (n := next_record()) is not None:
                     cut = False
                     try:
-                        resp = client.put(f"{url}/admin/records/{n}", json=want[n])
-                        ok = resp.status_code == 200
+                        ok = client.put(f"{url}/admin/records/{n}", json=want[n]).status_code == 200
                     except httpx.ConnectError:  # refused: the service was already gone, nothing was sent
                         ok = False
                     except httpx.HTTPError:  # sent, then the connection died: the kill hit this request
@@ -873,15 +874,16 @@ class Drill:
                         (acked if ok else unanswered).add(n)
                         if cut:
                             interrupted.add(n)
-                        if len(acked) >= kill_after and not killed.is_set():
-                            killed.set()
-                    if killed.is_set() and not ok:
-                        self.clock.sleep(0.05)
+                        if len(acked) >= kill_after:
+                            ready.set()
 
         def kill_when_ready() -> float:
-            killed.wait(timeout=self._bound(30))
-            self.ops.kill(name)
-            return self.clock.now()
+            try:
+                ready.wait(timeout=self._bound(30))
+                self.ops.kill(name)
+                return self.clock.now()
+            finally:
+                killed.set()
 
         health = httpx.Client(timeout=3, trust_env=False)
 
@@ -926,7 +928,7 @@ class Drill:
         names_listed = sum(1 for _ in stored)
         r.facts = {
             "service": name,
-            "writes": total,
+            "writes": len(want),
             "acknowledged_before_kill": len(acked_at_kill),
             "unanswered_retried": len(unanswered),
             "interrupted_mid_request": len(interrupted),
@@ -940,7 +942,7 @@ class Drill:
         r.detail = (
             f"SIGKILL after {len(acked_at_kill)} acknowledged PUTs ({len(interrupted)} cut mid-request,"
             f" {len(unanswered)} unanswered, retried):"
-            f" {names_listed}/{total} records stored once with their content; none lost"
+            f" {names_listed}/{len(want)} records stored once with their content; none lost"
         )
         problems = []
         if not interrupted:
