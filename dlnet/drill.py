@@ -787,7 +787,7 @@ class Drill:
         digest = hashlib.sha256(data).hexdigest()
         try:
             cid = ia.add(data)
-            ib._post("pin/add", {"arg": cid})  # B fetches it from A over the private swarm and keeps it
+            ib.pin_add(cid)  # B fetches it from A over the private swarm and keeps it
             stopped = False
             try:
                 self.ops.stop(name)
