@@ -641,7 +641,7 @@ class Drill:
             "ledger_age_while_halted": ages,
             "ledger_after_recovery": after,
         }
-        said = ", ".join(f"{n} {s}" for n, s in states.items())
+        said = ", ".join(f"{n} {s}" + (f" with ledger age {ages[n]}s" if n in ages else "") for n, s in states.items())
         if not halted:
             r.outcome = "fail"
             r.detail = f"stopped {', '.join(p.breaking)}: ledgers kept closing ({trace.closed}) — expected a halt"
