@@ -523,6 +523,9 @@ class Drill:
             self.progress(f"drill: {name}: {FAULTS[name]}")
             try:
                 handlers[name](r)
+            except KeyboardInterrupt:
+                self.progress(f"drill: {name}: interrupted; what it had stopped was put back — the rest did not run")
+                raise
             except DeadlineReached as exc:
                 r.outcome, r.detail = "fail", str(exc)
                 broken = f"the drill's deadline ({self.deadline:g}s) was reached"
