@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -39,8 +41,23 @@ def drill(
         progress=progress,
         secrets_dir=secrets_dir(net.env),
     )
-    results = run.run(faults)
+    results = _with_sigterm_as_ctrl_c(lambda: run.run(faults))
     failed = [r.fault for r in results if r.outcome == "fail"]
     emit(as_json, {"env": net.env, "ok": not failed, "results": [r.to_json() for r in results]}, dr.table(results))
     if failed:
         raise DlnetError(f"drill: {net.env}: {', '.join(failed)} failed — see the table (DETAIL) and {ops.log}")
+
+
+def _with_sigterm_as_ctrl_c(work):  # type: ignore[no-untyped-def]
+    """SIGTERM (a CI timeout, `kill`) interrupts like Ctrl-C, so the drill still puts back what it stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+
+    def interrupt(_signum, _frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return work()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,6 +4,8 @@ The real faults on the real binaries: tests/deploy/test_drill.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dlnet import drill as dr
@@ -217,3 +219,15 @@ def test_bad_input_is_refused_before_the_inventory_is_read(args, says, capsys) -
     assert main(["drill", "-i", "/nonexistent/inventory", *args]) == 1
     err = capsys.readouterr().err
     assert says in err and "nonexistent" not in err
+
+
+def test_sigterm_interrupts_like_ctrl_c_so_the_restore_runs() -> None:
+    import os
+    import signal
+
+    from dlnet.commands.drill import _with_sigterm_as_ctrl_c
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        _with_sigterm_as_ctrl_c(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+    assert signal.getsignal(signal.SIGTERM) == before
