@@ -18,6 +18,7 @@ from dlnet import keys, preflight, quorum
 from dlnet.commands.artifacts import artifacts_app
 from dlnet.commands.backup import backup as backup_cmd
 from dlnet.commands.backup import restore as restore_cmd
+from dlnet.commands.drill import drill as drill_cmd
 from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
@@ -44,6 +45,8 @@ app.command("tune")(tune_cmd)
 # Backup and restore (issue 12).
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
+# Fault acceptance of a deployed network (issue 12).
+app.command("drill")(drill_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.

@@ -92,6 +92,10 @@ class Ipfs:
         r = self._post("cat", {"arg": cid, "length": str(max_bytes)})
         return r.content
 
+    def pin_add(self, cid: str) -> None:
+        """Pin a CID on this node, fetching its blocks from the swarm first (blocks until it has them)."""
+        self._post("pin/add", {"arg": cid})
+
     def pin_rm(self, cid: str) -> None:
         self._post("pin/rm", {"arg": cid})
 

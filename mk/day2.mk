@@ -25,3 +25,8 @@ test-day2: venv ## Day-2 CLI tests against the doubles (integration tests skip w
 bench-day2: venv ## Day-2 benchmarks only: exporter scrape time, ledgers for 1,000 trustlines
 	@echo ">> scripts/bench_day2.py"
 	@$(BIN)/python scripts/bench_day2.py
+
+.PHONY: drill
+drill: venv ## Fault drills on the running network: stop, wipe, kill, measure, restore (ARGS="--only quorum-loss --json")
+	@echo ">> drilling the network of $(INVENTORY) $(ARGS)"
+	@$(BIN)/dlnet drill -i $(INVENTORY) $(ARGS)

@@ -30,3 +30,9 @@ def skip_or_fail(reason: str, *, module: bool = False) -> None:
     if os.environ.get("DLNET_REQUIRE_STELLAR") == "1":
         pytest.fail(f"required in CI: {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `drill` stop, wipe and kill parts of the shared test network: they run after every other
+    test of the session (a stable sort keeps everything else in its order)."""
+    items.sort(key=lambda item: item.get_closest_marker("drill") is not None)
