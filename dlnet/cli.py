@@ -20,6 +20,7 @@ from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
 from dlnet.commands.model import model_app
+from dlnet.commands.rolling import rolling_gate as rolling_gate_cmd
 from dlnet.commands.root import lock_root as lock_root_cmd
 from dlnet.commands.seed import seed as seed_cmd
 from dlnet.commands.status import status as status_cmd
@@ -39,6 +40,8 @@ app.command("seed")(seed_cmd)
 app.command("lock-root")(lock_root_cmd)
 app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
+# Rolling restarts and key rotation (issue 12).
+app.command("rolling-gate")(rolling_gate_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.

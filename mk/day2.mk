@@ -25,3 +25,10 @@ test-day2: venv ## Day-2 CLI tests against the doubles (integration tests skip w
 bench-day2: venv ## Day-2 benchmarks only: exporter scrape time, ledgers for 1,000 trustlines
 	@echo ">> scripts/bench_day2.py"
 	@$(BIN)/python scripts/bench_day2.py
+
+.PHONY: rolling-upgrade
+rolling-upgrade: venv ## Apply new stellar-core/Horizon images or validator config one validator at a time, gated
+	@$(MAKE) check
+	@$(MAKE) images
+	@echo ">> rolling upgrade of $(INVENTORY)"
+	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/rolling-upgrade.yml $(ANSIBLE_FLAGS)
