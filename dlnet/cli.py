@@ -21,6 +21,7 @@ from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
 from dlnet.commands.model import model_app
 from dlnet.commands.rolling import rolling_gate as rolling_gate_cmd
+from dlnet.commands.rolling import rotation_plan as rotation_plan_cmd
 from dlnet.commands.root import lock_root as lock_root_cmd
 from dlnet.commands.seed import seed as seed_cmd
 from dlnet.commands.status import status as status_cmd
@@ -42,6 +43,7 @@ app.command("load")(load_cmd)
 app.command("tune")(tune_cmd)
 # Rolling restarts and key rotation (issue 12).
 app.command("rolling-gate")(rolling_gate_cmd)
+app.command("rotation-plan")(rotation_plan_cmd)
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.

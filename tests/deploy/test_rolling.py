@@ -59,6 +59,19 @@ def test_gate_refuses_when_another_validator_is_down(ops_network: Deployment) ->
     all_synced_same_ledger(timeout=120)
 
 
+def test_site_refuses_to_replace_every_running_validator_at_once(ops_network: Deployment) -> None:
+    """`make up` with a new image on a running network would restart all validators together: refused."""
+    all_synced_same_ledger()
+    image = rebuilt_image()
+    before = container_ids()
+    proc = ops_network.playbook("site.yml", "-e", f"stellar_core_image={image}", log="site-parallel-refused.log")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "replacing them here would restart them all at once" in out and "make rolling-upgrade" in out, out[-3000:]
+    assert container_ids() == before
+    all_synced_same_ledger()
+
+
 def test_rolling_upgrade_one_validator_at_a_time(ops_network: Deployment) -> None:
     all_synced_same_ledger()
     image = rebuilt_image()
