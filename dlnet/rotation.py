@@ -1,21 +1,18 @@
-"""Validator key rotation: the order of steps, each proven safe with dlnet.quorum before it is taken.
+"""Validator key rotation: the order of restarts, each state proven safe with dlnet.quorum first.
 
 A validator's key is its identity in everybody's quorum set, and stellar-core reads quorum sets only at
-start: changing them means restarting validators, each restart is a validator away. With three validators
-of one organisation (2 of 3 each) the direct order halts: once the target runs its new key, the others
-still name the old one, and restarting either of them leaves the last one alone. A temporary fourth node,
-the *successor* (the new key, on the target's host, other ports), bridges the change:
-
-1. each other validator in turn names the new key instead of the old one (one restart each; the first
-   before the successor runs, so that somebody admits it: PREFERRED_PEERS_ONLY);
-2. the successor starts after the first of them, naming the old key as well as the others, so that no
-   quorum of the others and the new key can avoid the old half of the network;
-3. the successor stops and the target restarts with the new key on its own ports: the old key is gone.
-
-`plan` writes these states down for any inventory; `check` proves each with dlnet.quorum: every two
-quorums intersect (before, during and after the step), every running validator keeps a quorum while the
-step's node is away, and it reports how many further failures the state tolerates (often 0 mid-rotation:
-that is the price of a node in transition, stated, not hidden).
+start, so a rotation is a series of restarts, one validator away at a time: each validator that names the
+target restarts naming the new key instead of the old (same NAME and ADDRESS), and the target restarts
+with the new seed. Only the position of the target's own restart is free, and it matters. With one
+organisation of three validators (2 of 3 each):
+- target first: the others still name the old key, which no longer runs; restarting either of them
+  leaves the last one without a quorum, and the network halts (tests/unit/test_rotation.py proves it);
+- target after the first other (v2, v1, v3 for v1): while the target is away the two others have each
+  other; after it, every quorum contains the switched validator; the network tolerates no further
+  failure until the last validator switched (stated by `check`, not hidden).
+`plan` tries every position and keeps the safe order with the most tolerance; `check` proves one step:
+every two quorums intersect before and after it, every running validator keeps a quorum while the step's
+node is away and after it, and it counts the further failures the new state tolerates.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from dlnet.errors import DlnetError
 
 
 def successor(name: str) -> str:
-    """The identity of `name`'s new key in the plan (its inventory name stays `name`)."""
+    """The identity of `name`'s new key in the proofs (its inventory name stays `name`)."""
     return f"{name}+new"
 
 
@@ -65,47 +62,53 @@ def _base(net: Network) -> dict[str, frozenset[str]]:
     return {v: frozenset(q.members() - {v}) for v, q in preflight.qsets_for(net).items()}
 
 
-def plan(net: Network, target: str) -> list[Step]:
+def steps_for(net: Network, target: str, order: list[str]) -> list[Step]:
+    """The steps of restarting validators in `order` (`target` once, with its new key; each other naming
+    the new key instead of the old)."""
+    new = successor(target)
+    base = _base(net)
+    state = State(frozenset(base), dict(base))
+    out: list[Step] = []
+    for who in order:
+        lists = dict(state.lists)
+        if who == target:
+            lists[new] = lists.pop(target)
+            after = State(frozenset((state.running - {target}) | {new}), lists)
+            out.append(Step(f"restart {target} with its new key", new, state, after))
+        else:
+            lists[who] = frozenset((lists[who] - {target}) | {new})
+            after = State(state.running, lists)
+            out.append(Step(f"restart {who} naming {target}'s new key instead of the old", who, state, after))
+        state = after
+    return out
+
+
+def plan(net: Network, target: str) -> list[Proof]:
+    """The safe restart order with the most tolerance on the way, proven step by step; refused when no
+    order is safe."""
     names = [v.name for v in net.validators]
     if target not in names:
         raise DlnetError(
             f"rotate-key: {target!r} — expected one of the validators {', '.join(names)} — pass an inventory host"
             " of group 'stellar_core'"
         )
-    new = successor(target)
-    lists = dict(_base(net))
-    state = State(frozenset(names), dict(lists))
-    steps: list[Step] = []
-    others = [n for n in names if n != target and target in lists[n]]
-
-    def swap(who: str) -> None:
-        nonlocal state
-        changed = dict(state.lists)
-        changed[who] = frozenset((changed[who] - {target}) | {new})
-        after = State(state.running, changed)
-        steps.append(Step(f"restart {who} naming {target}'s new key instead of the old one", who, state, after))
-        state = after
-
-    for i, who in enumerate(others):
-        swap(who)
-        if i == 0:
-            changed = dict(state.lists)
-            changed[new] = frozenset(lists[target] | {target})
-            after = State(state.running | {new}, changed)
-            steps.append(
-                Step(
-                    f"start the successor ({target}'s new key on other ports) naming {target} and the others",
-                    None,
-                    state,
-                    after,
-                )
-            )
-            state = after
-    final_lists = {k: v for k, v in state.lists.items() if k not in (target, new)}
-    final_lists[new] = lists[target]
-    after = State(frozenset((state.running - {target}) | {new}), final_lists)
-    steps.append(Step(f"stop the successor and the old key; restart {target} with the new key", new, state, after))
-    return steps
+    base = _base(net)
+    others = [n for n in names if n != target and target in base[n]]
+    best: list[Proof] | None = None
+    for k in [1, *range(2, len(others) + 1), 0]:
+        proofs = [check(net, target, s) for s in steps_for(net, target, [*others[:k], target, *others[k:]])]
+        if all(p.safe for p in proofs) and (
+            best is None or min(p.tolerates_after for p in proofs) > min(p.tolerates_after for p in best)
+        ):
+            best = proofs
+    if best is None:
+        order = [*others[:1], target, *others[1:]]
+        bad = next(p for p in (check(net, target, s) for s in steps_for(net, target, order)) if not p.safe)
+        raise DlnetError(
+            f"rotate-key {target}: no restart order keeps the network live and safe (e.g. {bad.step.action}:"
+            f" {bad.why}) — add validators or organisations so that one may be away (dlnet quorum)"
+        )
+    return best
 
 
 def _qsets(net: Network, target: str, state: State) -> dict[str, quorum.QSet]:
@@ -166,4 +169,4 @@ def check(net: Network, target: str, step: Step) -> Proof:
 
 
 def prove(net: Network, target: str) -> list[Proof]:
-    return [check(net, target, s) for s in plan(net, target)]
+    return plan(net, target)

@@ -32,3 +32,8 @@ rolling-upgrade: venv ## Apply new stellar-core/Horizon images or validator conf
 	@$(MAKE) images
 	@echo ">> rolling upgrade of $(INVENTORY)"
 	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/rolling-upgrade.yml $(ANSIBLE_FLAGS)
+
+.PHONY: rotate-key
+rotate-key: venv ## Apply a pending validator key (dlnet keys rotate <validator>) one validator at a time, proven safe
+	@echo ">> key rotation on $(INVENTORY)"
+	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/rotate-key.yml $(ANSIBLE_FLAGS)
