@@ -171,10 +171,22 @@ def keys_rotate(
     validator: Annotated[str, typer.Argument(help="The validator to give a new key (inventory name).")],
     inventory: Inventory = "inventories/local",
     extra_vars: ExtraVars = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Drop the pending new key instead.")] = False,
     as_json: Json = False,
 ) -> None:
     """Ask for a new key for one validator (a new seed, 0600; never shown); `make rotate-key` applies it."""
     net = load_network(inventory, extra_vars)
+    if cancel:
+        dropped = keys.cancel_rotation(net, validator)
+        _emit(
+            as_json,
+            {"changed": dropped, "validator": validator},
+            f"{validator}: pending new key dropped (if a validator already named it, `make up` writes the old"
+            " one back)"
+            if dropped
+            else f"{validator}: no new key pending",
+        )
+        return
     public = keys.request_rotation(net, validator)
     _emit(
         as_json,

@@ -122,6 +122,15 @@ def request_rotation(net: Network, name: str) -> str:
     return kp.public_key
 
 
+def cancel_rotation(net: Network, name: str) -> bool:
+    """Drop `name`'s pending new key; True when there was one."""
+    root = secrets_dir(net.env)
+    found = (root / f"{name}.next.seed").exists()
+    for ext in ("seed", "pub"):
+        (root / f"{name}.next.{ext}").unlink(missing_ok=True)
+    return found
+
+
 def public_key(env: str, name: str, *, new: bool = False) -> str:
     return (secrets_dir(env) / f"{name}{'.next' if new else ''}.pub").read_text().strip()
 

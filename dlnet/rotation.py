@@ -52,10 +52,11 @@ class Proof:
     live_after: bool
     tolerates_after: int
     why: str = ""
+    rejoins: bool = True
 
     @property
     def safe(self) -> bool:
-        return self.intersection and self.live_while_away and self.live_after
+        return self.intersection and self.live_while_away and self.live_after and self.rejoins
 
 
 def _base(net: Network) -> dict[str, frozenset[str]]:
@@ -106,9 +107,18 @@ def plan(net: Network, target: str) -> list[Proof]:
         bad = next(p for p in (check(net, target, s) for s in steps_for(net, target, order)) if not p.safe)
         raise DlnetError(
             f"rotate-key {target}: no restart order keeps the network live and safe (e.g. {bad.step.action}:"
-            f" {bad.why}) — add validators or organisations so that one may be away (dlnet quorum)"
+            f" {bad.why}) — nothing was changed; a rotation of this network needs a temporary extra validator"
+            " (not built yet: README, key rotation)"
         )
     return best
+
+
+def attempt(net: Network, target: str) -> list[Proof]:
+    """The proofs of the natural order (the first other validator, the target, the rest), safe or not:
+    what `dlnet rotation-plan` shows when no order is safe."""
+    base = _base(net)
+    others = [v.name for v in net.validators if v.name != target and target in base.get(v.name, ())]
+    return [check(net, target, s) for s in steps_for(net, target, [*others[:1], target, *others[1:]])]
 
 
 def _qsets(net: Network, target: str, state: State) -> dict[str, quorum.QSet]:
@@ -165,7 +175,20 @@ def check(net: Network, target: str, step: Step) -> Proof:
     live_after = _live(after, set(step.after.running))
     if not live_after:
         problems.append("after the step some validators have no quorum")
-    return Proof(step, intersect, live_away, live_after, tolerates(after), "; ".join(problems))
+    # A restarted validator is behind: it catches up only by accepting what a v-blocking set of its new
+    # quorum set has externalized (every slice of it meets that set); the others do not wait for it. Seen
+    # on stellar-core 19.14: v2 restarted naming v1's new key before that key ran sat in "Joining SCP".
+    rejoins = True
+    if step.away is not None and step.away in after:
+        others = set(step.after.running) - {step.away}
+        everyone = set(after) | set().union(*(q.members() for q in after.values()))
+        rejoins = not after[step.away].satisfied_by(everyone - others)
+        if not rejoins:
+            problems.append(
+                f"{step.away} could not rejoin: {', '.join(sorted(others))} do not block its new quorum set"
+                " (it would wait for a key that does not run)"
+            )
+    return Proof(step, intersect, live_away, live_after, tolerates(after), "; ".join(problems), rejoins)
 
 
 def prove(net: Network, target: str) -> list[Proof]:

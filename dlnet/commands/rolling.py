@@ -50,7 +50,12 @@ def rotation_plan(
     with the quorum analysis: intersection, every running validator live while the step's node is away,
     and how many further failures each state tolerates. Changes nothing; exit 1 if a step is unsafe."""
     net = load_network(inventory, extra_vars)
-    proofs = rotation.prove(net, validator)
+    try:
+        proofs, refusal = rotation.plan(net, validator), None
+    except DlnetError as exc:
+        if validator not in {v.name for v in net.validators}:
+            raise
+        proofs, refusal = rotation.attempt(net, validator), exc
     rows = [
         {
             "step": i + 1,
@@ -60,6 +65,7 @@ def rotation_plan(
             "intersection": p.intersection,
             "live_while_away": p.live_while_away,
             "live_after": p.live_after,
+            "rejoins": p.rejoins,
             "tolerates_after": p.tolerates_after,
             "problems": p.why,
         }
@@ -68,10 +74,11 @@ def rotation_plan(
     lines = [
         f"{r['step']}. {r['action']}: intersection {'yes' if r['intersection'] else 'NO'}, "
         f"{'live' if r['live_while_away'] else 'STALLS'} while {r['away'] or 'nobody'} is away, "
+        f"{'rejoins' if r['rejoins'] else 'CANNOT REJOIN'}, "
         f"then tolerates {r['tolerates_after']} more failure(s)" + (f" — {r['problems']}" if r["problems"] else "")
         for r in rows
     ]
-    safe = all(p.safe for p in proofs)
+    safe = refusal is None and all(p.safe for p in proofs)
     emit(as_json, {"validator": validator, "safe": safe, "steps": rows}, "\n".join(lines))
-    if not safe:
-        raise DlnetError(f"rotation-plan {validator}: a step is unsafe for this inventory (see above)")
+    if refusal is not None:
+        raise refusal

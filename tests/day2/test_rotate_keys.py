@@ -14,7 +14,8 @@ from tests.doubles.inventory import write_inventory
 
 
 def _net(tmp_path):
-    inv = write_inventory(tmp_path, passphrase="dlnet test network ; 2026", validators={"v1": 1, "v2": 2, "v3": 3})
+    five = {f"v{i + 1}": i + 1 for i in range(5)}
+    inv = write_inventory(tmp_path, passphrase="dlnet test network ; 2026", validators=five)
     net = load_network(inv)
     keys.ensure(net)
     return inv, net
@@ -38,7 +39,7 @@ def test_new_key_is_pending_private_and_never_printed(tmp_path, capsys):
     # The plan follows the pending key.
     assert main(["rotate-key", "plan", "-i", inv]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["pending"] == "v1" and plan["order"] == ["v2", "v1", "v3"] and plan["old"] == old
+    assert plan["pending"] == "v1" and plan["order"] == ["v2", "v1", "v3", "v4", "v5"] and plan["old"] == old
 
 
 def test_promote_retires_the_old_key(tmp_path):
@@ -60,3 +61,22 @@ def test_nothing_pending_changes_nothing(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"pending": None, "order": []}
     assert main(["rotate-key", "finish", "-i", inv]) == 0
     assert json.loads(capsys.readouterr().out) == {"changed": False, "pending": None}
+
+
+def test_plan_refuses_three_validators(tmp_path, capsys):
+    inv = write_inventory(tmp_path, passphrase="dlnet test network ; 2026", validators={"v1": 1, "v2": 2, "v3": 3})
+    keys.ensure(load_network(inv))
+    assert main(["keys", "rotate", "v1", "-i", inv]) == 0
+    capsys.readouterr()
+    assert main(["rotate-key", "plan", "-i", inv]) == 1
+    assert "v2 could not rejoin" in capsys.readouterr().err
+
+
+def test_cancel_drops_the_pending_key(tmp_path, capsys):
+    inv, net = _net(tmp_path)
+    keys.request_rotation(net, "v1")
+    assert main(["keys", "rotate", "v1", "--cancel", "-i", inv]) == 0
+    assert "pending new key dropped" in capsys.readouterr().out
+    assert keys.pending_rotation(net.env) is None
+    assert main(["keys", "rotate", "v1", "--cancel", "-i", inv]) == 0
+    assert "no new key pending" in capsys.readouterr().out
