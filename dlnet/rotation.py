@@ -3,16 +3,18 @@
 A validator's key is its identity in everybody's quorum set, and stellar-core reads quorum sets only at
 start, so a rotation is a series of restarts, one validator away at a time: each validator that names the
 target restarts naming the new key instead of the old (same NAME and ADDRESS), and the target restarts
-with the new seed. Only the position of the target's own restart is free, and it matters. With one
-organisation of three validators (2 of 3 each):
-- target first: the others still name the old key, which no longer runs; restarting either of them
-  leaves the last one without a quorum, and the network halts (tests/unit/test_rotation.py proves it);
-- target after the first other (v2, v1, v3 for v1): while the target is away the two others have each
-  other; after it, every quorum contains the switched validator; the network tolerates no further
-  failure until the last validator switched (stated by `check`, not hidden).
-`plan` tries every position and keeps the safe order with the most tolerance; `check` proves one step:
-every two quorums intersect before and after it, every running validator keeps a quorum while the step's
-node is away and after it, and it counts the further failures the new state tolerates.
+with the new seed. Only the position of the target's own restart is free. `check` proves one step:
+- every two quorums intersect, before and after it;
+- every running validator keeps a quorum while the step's validator is away, and after it;
+- the restarted validator can rejoin: the others block its new quorum set (meet every slice), so it can
+  accept what they externalized without them waiting for it. Learnt on the real network (stellar-core
+  19.14, three validators, 2 of 3): v2 restarted naming v1's new key before that key ran sat in
+  "Joining SCP" while v1 and v3 went on;
+and counts the further failures the new state tolerates (one fewer than usual mid-rotation: stated).
+`plan` tries every position of the target and keeps the safe order with the most tolerance. Three or four
+validators of one organisation have none (the target first halts the network at the next restart; anyone
+first cannot rejoin): they would need a temporary extra validator, which the kit does not build. Five or
+more rotate in the order v2, v1, v3, ...
 """
 
 from __future__ import annotations
