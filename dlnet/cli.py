@@ -23,7 +23,10 @@ from dlnet.commands.exporter import exporter as exporter_cmd
 from dlnet.commands.load import load as load_cmd
 from dlnet.commands.market import market_app
 from dlnet.commands.model import model_app
+from dlnet.commands.rolling import rolling_gate as rolling_gate_cmd
+from dlnet.commands.rolling import rotation_plan as rotation_plan_cmd
 from dlnet.commands.root import lock_root as lock_root_cmd
+from dlnet.commands.rotate import rotate_app
 from dlnet.commands.seed import seed as seed_cmd
 from dlnet.commands.status import status as status_cmd
 from dlnet.commands.tune import tune as tune_cmd
@@ -47,6 +50,10 @@ app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 # Fault acceptance of a deployed network (issue 12).
 app.command("drill")(drill_cmd)
+# Rolling restarts and key rotation (issue 12).
+app.command("rolling-gate")(rolling_gate_cmd)
+app.command("rotation-plan")(rotation_plan_cmd)
+app.add_typer(rotate_app, name="rotate-key")
 app.add_typer(model_app, name="model")
 app.add_typer(artifacts_app, name="artifacts")
 # The training market (issue 11): dlnet market initiator|partner|validator|demo.
@@ -164,6 +171,35 @@ def keys_ensure(
         as_json,
         {"changed": bool(created), "created": created, "dir": str(keys.secrets_dir(net.env))},
         f"created: {', '.join(created)}" if created else "all secrets present",
+    )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    validator: Annotated[str, typer.Argument(help="The validator to give a new key (inventory name).")],
+    inventory: Inventory = "inventories/local",
+    extra_vars: ExtraVars = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Drop the pending new key instead.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Ask for a new key for one validator (a new seed, 0600; never shown); `make rotate-key` applies it."""
+    net = load_network(inventory, extra_vars)
+    if cancel:
+        dropped = keys.cancel_rotation(net, validator)
+        _emit(
+            as_json,
+            {"changed": dropped, "validator": validator},
+            f"{validator}: pending new key dropped (if a validator already named it, `make up` writes the old"
+            " one back)"
+            if dropped
+            else f"{validator}: no new key pending",
+        )
+        return
+    public = keys.request_rotation(net, validator)
+    _emit(
+        as_json,
+        {"changed": True, "validator": validator, "new_public_key": public},
+        f"{validator}: new key {public} pending — apply it with `make rotate-key ENV={net.env}`",
     )
 
 

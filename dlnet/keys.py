@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stellar_sdk import Keypair
 
 from dlnet.config import Network
+from dlnet.errors import DlnetError
 from dlnet.preflight import passphrase_digest, state_dir
 
 
@@ -78,3 +80,71 @@ def reset_record(net: Network) -> None:
     """Forget the deployed passphrase (after the ledgers were deleted on purpose)."""
     record = state_dir(net.env) / "network.json"
     record.unlink(missing_ok=True)
+
+
+# Key rotation (deploy/rotate-key.yml): `<name>.next.seed` / `.next.pub` hold the pending new key of one
+# validator until every validator runs with it; then the old pair is kept as `<name>.retired-<UTC>.*`
+# (0600) and the new pair takes the usual names.
+def pending_rotation(env: str) -> str | None:
+    """The validator whose key rotation is pending (its new seed exists), or None."""
+    root = secrets_dir(env)
+    pending = sorted(p.name.removesuffix(".next.seed") for p in root.glob("*.next.seed")) if root.is_dir() else []
+    if len(pending) > 1:
+        raise DlnetError(
+            f"key rotation: new seeds pending for {', '.join(pending)} in {root} — expected one rotation at a time"
+            " — finish one (make rotate-key) and move the other's .next.seed/.next.pub aside"
+        )
+    return pending[0] if pending else None
+
+
+def request_rotation(net: Network, name: str) -> str:
+    """Create `name`'s new seed (0600); return its public key. Refused while another rotation is pending."""
+    if name not in {v.name for v in net.validators}:
+        raise DlnetError(
+            f"keys rotate: {name!r} — expected one of the validators {', '.join(v.name for v in net.validators)}"
+            " — pass an inventory host of group 'stellar_core'"
+        )
+    root = secrets_dir(net.env)
+    if not (root / f"{name}.seed").is_file():
+        raise DlnetError(
+            f"keys rotate: {name} has no key yet ({root / (name + '.seed')} missing) — expected a deployed"
+            " network — run make up first"
+        )
+    pending = pending_rotation(net.env)
+    if pending is not None:
+        raise DlnetError(
+            f"keys rotate: a new key for {pending} is already pending — expected none — apply it with"
+            " `make rotate-key` before asking for another"
+        )
+    kp = Keypair.random()
+    _write_private(root / f"{name}.next.seed", kp.secret + "\n")
+    (root / f"{name}.next.pub").write_text(kp.public_key + "\n")
+    return kp.public_key
+
+
+def cancel_rotation(net: Network, name: str) -> bool:
+    """Drop `name`'s pending new key; True when there was one."""
+    root = secrets_dir(net.env)
+    found = (root / f"{name}.next.seed").exists()
+    for ext in ("seed", "pub"):
+        (root / f"{name}.next.{ext}").unlink(missing_ok=True)
+    return found
+
+
+def public_key(env: str, name: str, *, new: bool = False) -> str:
+    return (secrets_dir(env) / f"{name}{'.next' if new else ''}.pub").read_text().strip()
+
+
+def promote(net: Network, name: str, now: datetime | None = None) -> str:
+    """The new key becomes `name`'s key; the old pair is kept as `<name>.retired-<UTC>.seed/.pub` (0600).
+    Returns the retired files' stem."""
+    root = secrets_dir(net.env)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{name}.retired-{stamp}"
+    for ext in ("seed", "pub"):
+        old = root / f"{name}.{ext}"
+        os.replace(old, root / f"{stem}.{ext}")
+        os.chmod(root / f"{stem}.{ext}", 0o600)
+    os.replace(root / f"{name}.next.seed", root / f"{name}.seed")
+    os.replace(root / f"{name}.next.pub", root / f"{name}.pub")
+    return stem

@@ -30,3 +30,15 @@ bench-day2: venv ## Day-2 benchmarks only: exporter scrape time, ledgers for 1,0
 drill: venv ## Fault drills on the running network: stop, wipe, kill, measure, restore (ARGS="--only quorum-loss --json")
 	@echo ">> drilling the network of $(INVENTORY) $(ARGS)"
 	@$(BIN)/dlnet drill -i $(INVENTORY) $(ARGS)
+
+.PHONY: rolling-upgrade
+rolling-upgrade: venv ## Apply new stellar-core/Horizon images or validator config one validator at a time, gated
+	@$(MAKE) check
+	@$(MAKE) images
+	@echo ">> rolling upgrade of $(INVENTORY)"
+	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/rolling-upgrade.yml $(ANSIBLE_FLAGS)
+
+.PHONY: rotate-key
+rotate-key: venv ## Apply a pending validator key (dlnet keys rotate <validator>) one validator at a time, proven safe
+	@echo ">> key rotation on $(INVENTORY)"
+	@$(BIN)/ansible-playbook -i $(INVENTORY) deploy/rotate-key.yml $(ANSIBLE_FLAGS)

@@ -1,0 +1,197 @@
+"""Validator key rotation: the order of restarts, each state proven safe with dlnet.quorum first.
+
+A validator's key is its identity in everybody's quorum set, and stellar-core reads quorum sets only at
+start, so a rotation is a series of restarts, one validator away at a time: each validator that names the
+target restarts naming the new key instead of the old (same NAME and ADDRESS), and the target restarts
+with the new seed. Only the position of the target's own restart is free. `check` proves one step:
+- every two quorums intersect, before and after it;
+- every running validator keeps a quorum while the step's validator is away, and after it;
+- the restarted validator can rejoin: the others block its new quorum set (meet every slice), so it can
+  accept what they externalized without them waiting for it. Learnt on the real network (stellar-core
+  19.14, three validators, 2 of 3): v2 restarted naming v1's new key before that key ran sat in
+  "Joining SCP" while v1 and v3 went on;
+and counts the further failures the new state tolerates (one fewer than usual mid-rotation: stated).
+`plan` tries every position of the target and keeps the safe order with the most tolerance. Three or four
+validators of one organisation have none (the target first halts the network at the next restart; anyone
+first cannot rejoin): they would need a temporary extra validator, which the kit does not build. Five or
+more rotate in the order v2, v1, v3, ...
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from dlnet import preflight, quorum
+from dlnet.config import Network
+from dlnet.errors import DlnetError
+
+
+def successor(name: str) -> str:
+    """The identity of `name`'s new key in the proofs (its inventory name stays `name`)."""
+    return f"{name}+new"
+
+
+@dataclass(frozen=True)
+class State:
+    running: frozenset[str]
+    lists: dict[str, frozenset[str]]  # identity -> the identities its [[VALIDATORS]] names (itself excluded)
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    away: str | None  # the identity not running while the step is taken (a restart), if any
+    before: State
+    after: State
+
+
+@dataclass(frozen=True)
+class Proof:
+    step: Step
+    intersection: bool
+    live_while_away: bool
+    live_after: bool
+    tolerates_after: int
+    why: str = ""
+    rejoins: bool = True
+
+    @property
+    def safe(self) -> bool:
+        return self.intersection and self.live_while_away and self.live_after and self.rejoins
+
+
+def _base(net: Network) -> dict[str, frozenset[str]]:
+    return {v: frozenset(q.members() - {v}) for v, q in preflight.qsets_for(net).items()}
+
+
+def steps_for(net: Network, target: str, order: list[str]) -> list[Step]:
+    """The steps of restarting validators in `order` (`target` once, with its new key; each other naming
+    the new key instead of the old)."""
+    new = successor(target)
+    base = _base(net)
+    state = State(frozenset(base), dict(base))
+    out: list[Step] = []
+    for who in order:
+        lists = dict(state.lists)
+        if who == target:
+            lists[new] = lists.pop(target)
+            after = State(frozenset((state.running - {target}) | {new}), lists)
+            out.append(Step(f"restart {target} with its new key", new, state, after))
+        else:
+            lists[who] = frozenset((lists[who] - {target}) | {new})
+            after = State(state.running, lists)
+            out.append(Step(f"restart {who} naming {target}'s new key instead of the old", who, state, after))
+        state = after
+    return out
+
+
+def plan(net: Network, target: str) -> list[Proof]:
+    """The safe restart order with the most tolerance on the way, proven step by step; refused when no
+    order is safe."""
+    names = [v.name for v in net.validators]
+    if target not in names:
+        raise DlnetError(
+            f"rotate-key: {target!r} — expected one of the validators {', '.join(names)} — pass an inventory host"
+            " of group 'stellar_core'"
+        )
+    base = _base(net)
+    others = [n for n in names if n != target and target in base[n]]
+    best: list[Proof] | None = None
+    for k in [1, *range(2, len(others) + 1), 0]:
+        proofs = [check(net, target, s) for s in steps_for(net, target, [*others[:k], target, *others[k:]])]
+        if all(p.safe for p in proofs) and (
+            best is None or min(p.tolerates_after for p in proofs) > min(p.tolerates_after for p in best)
+        ):
+            best = proofs
+    if best is None:
+        order = [*others[:1], target, *others[1:]]
+        bad = next(p for p in (check(net, target, s) for s in steps_for(net, target, order)) if not p.safe)
+        raise DlnetError(
+            f"rotate-key {target}: no restart order keeps the network live and safe (e.g. {bad.step.action}:"
+            f" {bad.why}) — nothing was changed; a rotation of this network needs a temporary extra validator"
+            " (not built yet: README, key rotation)"
+        )
+    return best
+
+
+def attempt(net: Network, target: str) -> list[Proof]:
+    """The proofs of the natural order (the first other validator, the target, the rest), safe or not:
+    what `dlnet rotation-plan` shows when no order is safe."""
+    base = _base(net)
+    others = [v.name for v in net.validators if v.name != target and target in base.get(v.name, ())]
+    return [check(net, target, s) for s in steps_for(net, target, [*others[:1], target, *others[1:]])]
+
+
+def _qsets(net: Network, target: str, state: State) -> dict[str, quorum.QSet]:
+    org_of = {v.name: v.organisation for v in net.validators}
+    org_of[successor(target)] = org_of[target]
+    quality = {o.name: o.quality for o in net.organisations}
+
+    def member(n: str) -> quorum.Member:
+        return quorum.Member(n, org_of[n], quality[org_of[n]])
+
+    out = {n: quorum.generate_qset([member(n), *(member(m) for m in sorted(state.lists[n]))]) for n in state.running}
+    # An identity named but not running can never be part of a quorum: a set it cannot satisfy.
+    for n in set().union(*state.lists.values()) - state.running:
+        out[n] = _NEVER
+    return out
+
+
+_NEVER = quorum.QSet(1)
+
+
+def _live(qsets: dict[str, quorum.QSet], up: set[str]) -> bool:
+    """Every node in `up` has a quorum made of nodes in `up` (the others are down)."""
+    return quorum.max_quorum(up, qsets) == up
+
+
+def tolerates(qsets: dict[str, quorum.QSet]) -> int:
+    """How many of the running nodes may fail, any of them, with the rest still closing ledgers (exact,
+    by enumeration: a handful of validators)."""
+    nodes = sorted(n for n, q in qsets.items() if q is not _NEVER)
+    for k in range(1, len(nodes) + 1):
+        for failed in itertools.combinations(nodes, k):
+            rest = set(nodes) - set(failed)
+            if rest and not _live(qsets, rest):
+                return k - 1
+    return len(nodes)
+
+
+def check(net: Network, target: str, step: Step) -> Proof:
+    before, after = _qsets(net, target, step.before), _qsets(net, target, step.after)
+    # While the step runs, the nodes up are those of both states minus the one away; each runs the old
+    # configuration until it restarts with the new one.
+    during = {**before, **after}
+    up = set(step.before.running & step.after.running) - ({step.away} if step.away else set())
+    problems = []
+    intersect = True
+    for name, qs in (("before", before), ("after", after)):
+        d = quorum.find_disjoint_quorums(qs)
+        if d:
+            intersect = False
+            problems.append(f"{name}: quorums {{{', '.join(d[0])}}} and {{{', '.join(d[1])}}} do not intersect")
+    live_away = _live({n: during[n] for n in up}, up)
+    if not live_away:
+        problems.append(f"while {step.away} is away, {', '.join(sorted(up - quorum.max_quorum(up, during)))} stall")
+    live_after = _live(after, set(step.after.running))
+    if not live_after:
+        problems.append("after the step some validators have no quorum")
+    # A restarted validator is behind: it catches up only by accepting what a v-blocking set of its new
+    # quorum set has externalized (every slice of it meets that set); the others do not wait for it. Seen
+    # on stellar-core 19.14: v2 restarted naming v1's new key before that key ran sat in "Joining SCP".
+    rejoins = True
+    if step.away is not None and step.away in after:
+        others = set(step.after.running) - {step.away}
+        everyone = set(after) | set().union(*(q.members() for q in after.values()))
+        rejoins = not after[step.away].satisfied_by(everyone - others)
+        if not rejoins:
+            problems.append(
+                f"{step.away} could not rejoin: {', '.join(sorted(others))} do not block its new quorum set"
+                " (it would wait for a key that does not run)"
+            )
+    return Proof(step, intersect, live_away, live_after, tolerates(after), "; ".join(problems), rejoins)
+
+
+def prove(net: Network, target: str) -> list[Proof]:
+    return plan(net, target)
