@@ -2,7 +2,7 @@
 
 - Compliance (dlnet/services/compliance.py): DLC is regulated (issuer flags AUTH_REQUIRED, AUTH_REVOCABLE;
   KYC-approved trustlines are authorized only to maintain liabilities), so the ledger refuses a partner's
-  stake offer (`op_sell_not_authorized`) unless the compliance service wraps it in authorize -> offer ->
+  stake offer (`sell_not_authorized`) unless the compliance service wraps it in authorize -> offer ->
   back to maintain-liabilities (SEP-8 "revised", POST /tx-approve) after checking KYC and the stake its
   strikes require. `Compliance.approve` checks the revision (only our operations, wrapped) before signing.
 - Bridge (dlnet/services/bridge.py): a validator's payment to an accepted partner is submitted by the

@@ -197,7 +197,7 @@ def test_regulated_dlc_the_ledger_refuses_a_stake_offer_without_approval(chain: 
     alone = Partner(chain, ipfs, w.partners[0], m, data.shards[0], tr.reference_trainer)
     with pytest.raises(SubmitFailed) as exc:
         alone.work()
-    assert exc.value.op_codes == ["op_sell_not_authorized"]
+    assert exc.value.op_codes == ["sell_not_authorized"]
     gate = LocalGate(chain, w.dlc_issuer, {p.public_key: "approved" for p in w.partners})
     sub = Partner(chain, ipfs, w.partners[0], m, data.shards[0], tr.reference_trainer, compliance=gate).work()
     line = balance(chain.h.account(sub.partner), m.dlc)
