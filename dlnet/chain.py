@@ -26,11 +26,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
-from stellar_sdk import Account, Asset, Keypair, StrKey, TransactionBuilder
+from stellar_sdk import Account, Asset, Keypair, StrKey, Transaction, TransactionBuilder, TrustLineFlags
 from stellar_sdk import exceptions as sx
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.memo import Memo
-from stellar_sdk.operation import Operation
+from stellar_sdk.operation import Operation, SetTrustLineFlags
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from dlnet.errors import DlnetError
@@ -132,6 +132,51 @@ def signed_by(env: TransactionEnvelope, account: str) -> bool:
         except sx.BadSignatureError:
             continue
     return False
+
+
+# ---- regulated assets (SEP-8): authorization for one transaction ----------------------------------------
+AUTHORIZED = TrustLineFlags.AUTHORIZED_FLAG
+MAINTAIN = TrustLineFlags.AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG
+
+
+def sandwich(env: TransactionEnvelope, issuer: Keypair, asset: Asset, accounts: list[str],
+             passphrase: str) -> TransactionEnvelope:
+    """SEP-8 "revised": the same source, sequence number, memo and time bounds; each account's trustline of
+    `asset` authorized first and put back to maintain-liabilities last, so the authorization covers these
+    operations only (offers stay; maintain-liabilities keeps them). Signed by the issuer; the source must
+    sign again (the hash changed)."""
+    tx = env.transaction
+    if any(isinstance(op, SetTrustLineFlags) for op in tx.operations):
+        raise InputError("tx: carries a SetTrustLineFlags operation — expected the bare operations — the approval"
+                         " server adds the authorization itself")
+    src = issuer.public_key
+    ops: list[Operation] = [SetTrustLineFlags(a, asset, clear_flags=MAINTAIN, set_flags=AUTHORIZED, source=src)
+                            for a in accounts]
+    ops += list(tx.operations)
+    ops += [SetTrustLineFlags(a, asset, clear_flags=AUTHORIZED, set_flags=MAINTAIN, source=src) for a in accounts]
+    per_op = max(100, tx.fee // max(1, len(tx.operations)))
+    revised = TransactionEnvelope(Transaction(tx.source, tx.sequence, per_op * len(ops), ops, tx.memo,
+                                              tx.preconditions), passphrase)
+    revised.sign(issuer)
+    return revised
+
+
+def check_sandwich(original: TransactionEnvelope, revised: TransactionEnvelope, asset: Asset) -> None:
+    """For the client before it signs: the revision only wraps our operations in authorizations of `asset`
+    trustlines by its issuer, at our fee per operation, and the issuer signed it; DlnetError otherwise."""
+    a, b = original.transaction, revised.transaction
+    same = (a.source.account_id == b.source.account_id and a.sequence == b.sequence and a.memo == b.memo
+            and a.preconditions == b.preconditions)
+    ops, n = list(b.operations), len(a.operations)
+    starts = [i for i in range(len(ops) - n + 1) if ops[i:i + n] == list(a.operations)]
+    extra = ops[:starts[0]] + ops[starts[0] + n:] if starts else []
+    wraps = bool(starts) and all(isinstance(op, SetTrustLineFlags) and op.asset == asset and op.source is not None
+                                 and op.source.account_id == asset.issuer for op in extra)
+    fair = b.fee <= max(100, a.fee // max(1, n)) * len(ops)
+    if not (same and wraps and fair and signed_by(revised, str(asset.issuer))):
+        raise DlnetError(f"the approval server's revision is not our transaction wrapped in {asset.code}"
+                         f" authorizations signed by its issuer {asset.issuer} — refused to sign it — check the"
+                         " compliance service's URL")
 
 
 class HorizonError(DlnetError):

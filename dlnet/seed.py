@@ -833,6 +833,10 @@ def plan_model(
             steps.append(Step(CreateAccount(kp.public_key, starting_balance, source=funder.public_key), funder, what))
     if _data(iss, "dlnet.model") != name:
         steps.append(Step(ManageData("dlnet.model", name, source=issuer.public_key), issuer, "name the model"))
+    if _data(iss, "dlnet.initiator") != initiator.public_key:
+        # who runs the model's market: the compliance service finds its validators' strikes from here
+        steps.append(Step(ManageData("dlnet.initiator", initiator.public_key, source=issuer.public_key), issuer,
+                          "name the model's initiator"))
     for code, supply in (("DLM", dlm_supply), ("VLM", vlm_supply)):
         asset = Asset(code, issuer.public_key)
         if _line(ini, asset) is None:

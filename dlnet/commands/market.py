@@ -37,6 +37,15 @@ IpfsApi = Annotated[
     str | None, typer.Option("--ipfs-api", envvar="DLNET_IPFS_API", help="kubo RPC URL (default: the inventory's)")
 ]
 Who = Annotated[str, typer.Option("--name", help="This party's name in the key store (letters, digits, dashes).")]
+ComplianceUrl = Annotated[str | None, typer.Option(
+    "--compliance", envvar="DLNET_COMPLIANCE_URL",
+    help="Compliance service URL: the stake offer goes through its approval (default: the inventory's, when"
+         " switched on).")]
+BridgeUrl = Annotated[str | None, typer.Option(
+    "--bridge", envvar="DLNET_BRIDGE_URL",
+    help="Bridge URL: payments go through it (default: the inventory's, when switched on; else direct).")]
+BridgeTokenFile = Annotated[Path | None, typer.Option(
+    "--bridge-token-file", envvar="DLNET_BRIDGE_TOKEN_FILE", help="File (0600) holding the bridge's API token.")]
 
 
 class _Ctx:
@@ -60,6 +69,29 @@ def _ipfs_urls(net: Network, override: str | None) -> list[str]:
         raise DlnetError(f"{net.inventory or 'inventory'}: no host in group 'ipfs_bootstrap' — expected a kubo node"
                          " to store checkpoints — add one or pass --ipfs-api")
     return [f"http://{n.address}:{n.api_port}" for n in net.ipfs]
+
+
+def _service_url(net: Network, service: str, override: str | None) -> str | None:
+    """The participant service's URL: the option, else the inventory's when it switches the service on."""
+    if override:
+        if not override.startswith(("http://", "https://")):
+            raise InputError(f"--{service}: expected an http(s):// URL, got {override[:80]!r}")
+        return override
+    if getattr(net.services_enabled, service, False):
+        for node in net.services:
+            if service in node.ports:
+                return f"http://{node.address}:{node.ports[service]}"
+    return None
+
+
+def _token(path: Path | None, what: str) -> str:
+    if path is None:
+        raise InputError(f"{what}: a bridge is in use, expected its API token — pass --bridge-token-file")
+    if not path.is_file():
+        raise InputError(f"{what} {path}: no such file — expected a file (0600) holding the bridge's API token")
+    if path.stat().st_mode & 0o077:
+        raise InputError(f"{what} {path}: readable by others — expected mode 0600 — run chmod 600 {path}")
+    return path.read_text().strip()
 
 
 def _name(who: str) -> str:
@@ -341,10 +373,12 @@ def partner_submit(
     shard: Annotated[int, typer.Option(help="Which digits shard is this partner's private data.")] = 0,
     of: Annotated[int, typer.Option(help="How many partners the data set is split across.")] = 3,
     malicious: Annotated[bool, typer.Option(help="Train on random labels (for demos and tests).")] = False,
+    compliance: ComplianceUrl = None,
     ipfs_api: IpfsApi = None,
     as_json: Json = False,
 ) -> None:
-    """Find the initiator's offer, verify it, train locally, upload, stake DLC with the update's CID."""
+    """Find the initiator's offer, verify it, train locally, upload, stake DLC with the update's CID
+    (through the compliance service's approval where the network runs one)."""
     from dataclasses import asdict
 
     from dlnet.market import trainer as tr
@@ -354,15 +388,23 @@ def partner_submit(
     check_account_id(initiator, "--initiator")
     if not 0 <= shard < of:
         raise InputError(f"--shard {shard}: expected 0 to {of - 1} (--of {of})")
+    _name(name)
     ctx = _Ctx(inventory, extra_vars, ipfs_api)
+    gate = None
     try:
+        from dlnet.market.gateways import Compliance
+
+        url = _service_url(ctx.net, "compliance", compliance)
+        gate = Compliance(url, ctx.net.passphrase) if url else None
         m = Market.from_chain(ctx.h, initiator, model)
-        kp = sd.keypair(ctx.net.env, f"market-{m.model}-partner-{_name(name)}")
+        kp = _existing_key(ctx.net.env, f"market-{m.model}-partner-{name}", f"partner {name!r}")
         data = tr.split(of, max(1, len(m.validators))).shards[shard]
         trainer = tr.malicious_trainer() if malicious else tr.make_trainer()
-        s = Partner(ctx.tx, ctx.ipfs[-1], kp, m, data, trainer, progress).work()
+        s = Partner(ctx.tx, ctx.ipfs[-1], kp, m, data, trainer, progress, gate).work()
     finally:
         ctx.close()
+        if gate is not None:
+            gate.close()
     emit(as_json, {**asdict(s), "stake": str(s.stake)}, f"partner {s.partner}: update {s.cid} staked {s.stake} DLC")
 
 
@@ -375,10 +417,13 @@ def validator_review(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Expected model name.")] = None,
     benchmark: Annotated[int, typer.Option(help="Which validator benchmark split is this node's.")] = 0,
     baseline: Annotated[float, typer.Option(help="Benchmark accuracy an update must reach.")] = 0.3,
+    bridge: BridgeUrl = None,
+    bridge_token_file: BridgeTokenFile = None,
     ipfs_api: IpfsApi = None,
     as_json: Json = False,
 ) -> None:
-    """Decide every undecided update in the order book: pay (offers cross) or strike."""
+    """Decide every undecided update in the order book: pay (offers cross; through the bridge where the
+    network runs one) or strike."""
     from dataclasses import asdict
 
     from dlnet.market import trainer as tr
@@ -387,16 +432,26 @@ def validator_review(
 
     check_account_id(initiator, "--initiator")
     _fraction(baseline, "--baseline")
+    _name(name)
     ctx = _Ctx(inventory, extra_vars, ipfs_api)
+    payer = None
     try:
         m = Market.from_chain(ctx.h, initiator, model)
-        kp = sd.keypair(ctx.net.env, f"market-{m.model}-validator-{_name(name)}")
+        kp = _existing_key(ctx.net.env, f"market-{m.model}-validator-{name}", f"validator {name!r}")
         if not 0 <= benchmark < max(1, len(m.validators)):
             raise InputError(f"--benchmark {benchmark}: expected 0 to {len(m.validators) - 1}")
+        from dlnet.market.gateways import BridgePayer
+
+        url = _service_url(ctx.net, "bridge", bridge)
+        if url:
+            payer = BridgePayer(url, _token(bridge_token_file, "--bridge-token-file"), kp.public_key)
         bench = tr.split(3, len(m.validators)).benchmarks[benchmark]
-        ds = Validator(ctx.tx, ctx.ipfs[0], kp, m, bench, tr.accuracy, tr.SHAPES, baseline, progress).review()
+        ds = Validator(ctx.tx, ctx.ipfs[0], kp, m, bench, tr.accuracy, tr.SHAPES, baseline, progress,
+                       payer).review()
     finally:
         ctx.close()
+        if payer is not None:
+            payer.close()
     emit(as_json, {"decisions": [asdict(d) for d in ds]},
          "\n".join(f"{d.partner}: {'accepted' if d.accepted else 'refused'} — {d.reason}" for d in ds)
          or "nothing to decide")

@@ -25,7 +25,9 @@ def register(
     vlm_supply: Annotated[
         str, typer.Option(help="VLM (verified model token) supply issued to the initiator.")
     ] = "1000",
-    starting_balance: Annotated[str, typer.Option(help="XLM for each account created.")] = "50",
+    starting_balance: Annotated[
+        str, typer.Option(help="XLM for each account created (the issuer keeps 4 data entries).")
+    ] = "100",
     as_json: Json = False,
 ) -> None:
     """Create the model's issuer and initiator accounts and issue its DLM and VLM to the initiator."""

@@ -12,11 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from typing import Any
-
-import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load as st_load
+from typing import TYPE_CHECKING, Any
 
 from dlnet.chain import InputError
 from dlnet.ipfs import b58encode, cid_to_memo_hash, memo_hash_to_cid
@@ -25,7 +21,11 @@ CHUNK = 256 * 1024  # kubo's default chunker size-262144
 MAX_LINKS = 174  # kubo's balanced layout: links per node
 MAX_CHECKPOINT = 64 * 1024 * 1024
 
-Params = dict[str, np.ndarray]
+if TYPE_CHECKING:
+    import numpy as np
+
+Params = dict[str, "np.ndarray"]  # numpy is imported where tensors are handled: the CID and memo helpers
+# also serve the compliance service's image, which ships no numpy
 
 
 class CheckpointError(InputError):
@@ -37,6 +37,8 @@ def dumps(params: Params, metadata: dict[str, Any] | None = None) -> bytes:
     """Serialize float32 tensors and string metadata to safetensors bytes, deterministically (the same
     parameters always give the same bytes, hence the same CID): the safetensors layout written with sorted
     keys — the library's own writer orders the metadata by hash. Read back by the library (`loads`)."""
+    import numpy as np
+
     meta = {str(k): str(v) for k, v in sorted((metadata or {}).items())}
     header: dict[str, Any] = {"__metadata__": meta} if meta else {}
     blobs, offset = [], 0
@@ -67,6 +69,10 @@ def metadata(data: bytes) -> dict[str, str]:
 
 def loads(data: bytes, shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Params, dict[str, str]]:
     """Tensors and metadata of safetensors bytes; with `shapes`, refuse any other names or shapes."""
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
     if len(data) > MAX_CHECKPOINT:
         raise CheckpointError(f"checkpoint: {len(data)} bytes — expected at most {MAX_CHECKPOINT}")
     meta = metadata(data)

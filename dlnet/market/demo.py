@@ -5,7 +5,9 @@ Accounts are fresh for every run (created from the funding account; their seeds 
 never printed); the model is named like `dlnet model register` names one (issuer data `dlnet.model`,
 `dlm.issued`, `vlm.issued`). DLC is the network's own coin when its issuer key is at hand (dlnet seed's
 `dlc-issuer` in the environment's key store); otherwise a DLC issuer with the same flags is created for
-the run. Approving a partner's DLC trustline plays the compliance service's KYC approval.
+the run. Without a compliance service, approving a partner's DLC trustline plays its KYC approval; with one
+(`Services`), partners submit KYC, the operator approves it (trustline authorized to maintain liabilities
+only), and every stake offer goes through its approval; with a bridge, validators pay through it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from stellar_sdk.operation import (
     SetTrustLineFlags,
 )
 
-from dlnet.chain import InputError, Transactor, amount_text, asset_text, balance
+from dlnet.chain import AUTHORIZED, MAINTAIN, InputError, Transactor, amount_text, asset_text, balance
 from dlnet.market import penalties
 from dlnet.market import trainer as tr
+from dlnet.market.gateways import Compliance, Payer
 from dlnet.market.initiator import Initiator, Store
 from dlnet.market.partner import Partner
 from dlnet.market.protocol import Market
@@ -97,16 +100,34 @@ def _run(tx: Transactor, funder: Keypair, ops: list[tuple[Operation, Keypair]], 
         world_tx[0] += 1
 
 
+@dataclass
+class Services:
+    """The participant services the demo goes through, where the network runs them (gateways.py)."""
+
+    compliance: Compliance | None = None  # KYC and the approval of every stake offer (DLC regulated)
+    admin_token: str | None = None  # the compliance operator's token: approves the partners' KYC
+    payer_for: Callable[[Keypair], Payer] | None = None  # the bridge, per validator (it holds their keys)
+    validator_keys: list[Keypair] | None = None  # the validators the bridge holds
+
+    @property
+    def regulated(self) -> bool:
+        return self.compliance is not None
+
+
 def provision(tx: Transactor, funder: Keypair, opts: Options, dlc_issuer: Keypair | None = None,
-              progress: Callable[[str], None] = lambda _m: None) -> World:
+              progress: Callable[[str], None] = lambda _m: None, services: Services | None = None) -> World:
     """Fresh accounts, trustlines, KYC approvals, DLC and the model's DLM/VLM for one demo run."""
     opts.check()
+    svc = services or Services()
     h = tx.h
     count = [0]
     new_dlc = dlc_issuer is None or h.account(dlc_issuer.public_key) is None
     dlc_kp = Keypair.random() if dlc_issuer is None else dlc_issuer
     issuer, initiator = Keypair.random(), Keypair.random()
-    validators = [Keypair.random() for _ in range(opts.validators)]
+    validators = list(svc.validator_keys or [Keypair.random() for _ in range(opts.validators)])
+    if len(validators) != opts.validators:
+        raise InputError(f"--validators {opts.validators}: the bridge holds {len(validators)} validator keys —"
+                         " expected as many")
     partners = [Keypair.random() for _ in range(opts.partners)]
     unapproved = [Keypair.random() for _ in range(opts.unapproved)]
     dlc = Asset("DLC", dlc_kp.public_key)
@@ -125,7 +146,7 @@ def provision(tx: Transactor, funder: Keypair, opts: Options, dlc_issuer: Keypai
     if new_dlc:
         ops.append((CreateAccount(dlc_kp.public_key, xlm(0), source=src), funder))
         ops.append((SetOptions(set_flags=AuthorizationFlag(1 | 2 | 8), source=dlc_kp.public_key), dlc_kp))
-    ops.append((CreateAccount(issuer.public_key, xlm(3), source=src), funder))
+    ops.append((CreateAccount(issuer.public_key, xlm(4), source=src), funder))
     ops.append((CreateAccount(initiator.public_key, xlm(14 + opts.validators, xlm_need + 20), source=src), funder))
     vxlm = xlm(4 + opts.partners + opts.unapproved)
     ops += [(CreateAccount(v.public_key, vxlm, source=src), funder) for v in validators]
@@ -139,6 +160,7 @@ def provision(tx: Transactor, funder: Keypair, opts: Options, dlc_issuer: Keypai
     supply = Decimal(1000) + xlm_need * 2
     ops = [
         (ManageData("dlnet.model", opts.model, source=issuer.public_key), issuer),
+        (ManageData("dlnet.initiator", initiator.public_key, source=issuer.public_key), issuer),
         (Payment(initiator.public_key, dlm, amount_text(supply), source=issuer.public_key), issuer),
         (ManageData("dlm.issued", amount_text(supply), source=issuer.public_key), issuer),
         (Payment(initiator.public_key, vlm, amount_text(supply), source=issuer.public_key), issuer),
@@ -146,11 +168,25 @@ def provision(tx: Transactor, funder: Keypair, opts: Options, dlc_issuer: Keypai
     ]
     stake_need = opts.stake_base * opts.penalty_factor ** opts.rounds * 2
     auth_required = new_dlc or bool(((h.account(dlc_kp.public_key) or {}).get("flags") or {}).get("auth_required"))
+    if svc.regulated:
+        _run(tx, funder, ops, count)
+        ops = []
+        assert svc.compliance is not None and svc.admin_token is not None, "KYC approval needs the operator token"
+        for p in partners:  # KYC through the compliance service: SEP-10, POST /kyc, the operator approves
+            svc.compliance.submit_kyc(p, {"first_name": "partner", "last_name": p.public_key[:8]})
+            svc.compliance.operator_approve(p.public_key, svc.admin_token)
     for p in partners:  # KYC approval: the compliance service authorizes the DLC trustline
+        pay = (Payment(p.public_key, dlc, amount_text(stake_need), source=dlc_kp.public_key), dlc_kp)
+        if svc.regulated:  # the issuer's own transfer, authorized for this transaction only
+            ops += [(SetTrustLineFlags(p.public_key, dlc, clear_flags=MAINTAIN, set_flags=AUTHORIZED,
+                                       source=dlc_kp.public_key), dlc_kp), pay,
+                    (SetTrustLineFlags(p.public_key, dlc, clear_flags=AUTHORIZED, set_flags=MAINTAIN,
+                                       source=dlc_kp.public_key), dlc_kp)]
+            continue
         if auth_required:
             ops.append((SetTrustLineFlags(p.public_key, dlc, set_flags=TrustLineFlags.AUTHORIZED_FLAG,
                                           source=dlc_kp.public_key), dlc_kp))
-        ops.append((Payment(p.public_key, dlc, amount_text(stake_need), source=dlc_kp.public_key), dlc_kp))
+        ops.append(pay)
     _run(tx, funder, ops, count)
     market = Market(opts.model, issuer.public_key, initiator.public_key, dlc,
                     tuple(v.public_key for v in validators), opts.reward, 1, opts.stake_base, opts.penalty_factor)
@@ -183,11 +219,16 @@ class RoundReport:
 
 def run(tx: Transactor, stores: tuple[Store, Store], funder: Keypair, opts: Options,
         dlc_issuer: Keypair | None = None, progress: Callable[[str], None] = lambda _m: None,
-        on_round: Callable[[RoundReport], None] = lambda _r: None) -> dict[str, Any]:
-    """Provision, then `opts.rounds` rounds; returns the report (accounts by public key only)."""
+        on_round: Callable[[RoundReport], None] = lambda _r: None, services: Services | None = None,
+        keys: list[Keypair] | None = None) -> dict[str, Any]:
+    """Provision, then `opts.rounds` rounds; returns the report (accounts by public key only). `keys`, when
+    given, receives the partners' key pairs (in memory, for callers that act as them afterwards)."""
     opts.check()
+    svc = services or Services()
     t0 = time.monotonic()
-    world = provision(tx, funder, opts, dlc_issuer, progress)
+    world = provision(tx, funder, opts, dlc_issuer, progress, svc)
+    if keys is not None:
+        keys.extend(world.partners + world.unapproved)
     m = world.market
     data = tr.split(opts.partners + opts.unapproved, opts.validators, seed=opts.seed)
     up, down = stores  # the initiator and validators use one node, partners another: checkpoints travel
@@ -196,9 +237,10 @@ def run(tx: Transactor, stores: tuple[Store, Store], funder: Keypair, opts: Opti
     setup_tx = world.transactions + 1
     partners = [Partner(tx, down, kp, m, data.shards[i],
                         tr.malicious_trainer(seed=opts.seed + i) if kp.public_key in world.malicious
-                        else tr.make_trainer(), progress)
+                        else tr.make_trainer(), progress, svc.compliance)
                 for i, kp in enumerate(world.partners + world.unapproved)]
-    validators = [Validator(tx, up, kp, m, data.benchmarks[i], tr.accuracy, tr.SHAPES, opts.baseline, progress)
+    validators = [Validator(tx, up, kp, m, data.benchmarks[i], tr.accuracy, tr.SHAPES, opts.baseline, progress,
+                            svc.payer_for(kp) if svc.payer_for else None)
                   for i, kp in enumerate(world.validators)]
     current = tr.initial(opts.model, seed=opts.seed)
     initial_acc = tr.accuracy(current, data.test)
@@ -230,7 +272,7 @@ def run(tx: Transactor, stores: tuple[Store, Store], funder: Keypair, opts: Opti
         for ds in parallel([v.review for v in validators], opts.workers):  # so do validators
             for d in ds:
                 decisions.append(asdict(d))
-                ntx += 1 if d.tx_hash else 0
+                ntx += len(d.extra.get("transactions", [])) if d.accepted else 1 if d.tx_hash else 0
         fused, accepted = ini.fuse(pub.ledger, r)
         current = fused
         acc = tr.accuracy(current, data.test)

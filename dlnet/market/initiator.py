@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from stellar_sdk import Asset, Keypair, Price
 from stellar_sdk.memo import HashMemo
-from stellar_sdk.operation import ManageData, ManageSellOffer, Payment
+from stellar_sdk.operation import ManageData, ManageSellOffer, PathPaymentStrictReceive, Payment
 
 from dlnet.chain import InputError, Transactor, amount_text, asset_of
 from dlnet.market import checkpoint as ck
@@ -115,15 +115,22 @@ class Initiator:
                 if cid is None:
                     continue
                 env = verify_envelope(str(t["envelope_xdr"]), self.tx.passphrase, v, str(t["hash"]))
-                pays = [op for op in env.transaction.operations if isinstance(op, Payment)]
-                xlm = [op for op in pays if op.asset.is_native()]
-                if not xlm:
+                xlm, vlm, partner = Decimal(0), Decimal(0), None
+                for op in env.transaction.operations:
+                    if (isinstance(op, Payment) and op.asset.is_native()) or (
+                            isinstance(op, PathPaymentStrictReceive) and op.dest_asset.is_native()):
+                        xlm += Decimal(op.amount if isinstance(op, Payment) else op.dest_amount)
+                        partner = op.destination.account_id
+                    elif isinstance(op, Payment) and op.asset == m.vlm:
+                        vlm += Decimal(op.amount)
+                        partner = partner or op.destination.account_id
+                if partner is None:
                     continue  # a refusal (strike), not a payment
-                partner = xlm[0].destination.account_id
                 a = found.setdefault(cid, Accepted(cid, partner, set(), Decimal(0), Decimal(0)))
-                a.validators.add(v)
-                a.xlm += sum(Decimal(op.amount) for op in xlm)
-                a.vlm += sum(Decimal(op.amount) for op in pays if op.asset == m.vlm)
+                if xlm:
+                    a.validators.add(v)  # the XLM leg is the decision (the VLM may come in its own transaction)
+                a.xlm += xlm
+                a.vlm += vlm
         return [a for a in found.values() if a.validators == set(m.validators)]
 
     def fuse(self, since_ledger: int, round_: int) -> tuple[bytes, list[Accepted]]:

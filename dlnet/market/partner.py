@@ -7,7 +7,8 @@
 3. download the checkpoint by the CID in the memo and check the bytes against it;
 4. train locally on its own data (which never leaves it);
 5. upload the learned parameters to IPFS;
-6. submit a manage-offer selling its DLC stake for VLM, with the update's CID in the memo.
+6. submit a manage-offer selling its DLC stake for VLM, with the update's CID in the memo — through the
+   compliance service's approval where DLC is regulated (gateways.Compliance).
 Before anything is touched it checks that it may take part: KYC-approved (its DLC trustline authorized
 by the compliance service) and holding the stake its strikes require. It can leave at any round
 (`leave`: the stake offer is cancelled) and keeps what it was paid.
@@ -25,9 +26,10 @@ from stellar_sdk import Asset, Keypair, Price
 from stellar_sdk.memo import HashMemo
 from stellar_sdk.operation import ManageSellOffer
 
-from dlnet.chain import InputError, Transactor, amount_text, asset_of, asset_text, balance
+from dlnet.chain import InputError, SubmitFailed, Transactor, amount_text, asset_of, asset_text, balance
 from dlnet.market import checkpoint as ck
 from dlnet.market import penalties
+from dlnet.market.gateways import Compliance
 from dlnet.market.initiator import Store, own_offer
 from dlnet.market.protocol import Market, MemoTx, find_memo_tx
 from dlnet.market.trainer import LocalData, Trainer
@@ -55,9 +57,11 @@ def stake_price(validators: int, stake: Decimal) -> Price:
 
 class Partner:
     def __init__(self, tx: Transactor, store: Store, kp: Keypair, market: Market, data: LocalData,
-                 trainer: Trainer, progress: Callable[[str], None] = lambda _m: None) -> None:
+                 trainer: Trainer, progress: Callable[[str], None] = lambda _m: None,
+                 compliance: Compliance | None = None) -> None:
         self.tx, self.h, self.store, self.kp, self.market = tx, tx.h, store, kp, market
         self.data, self.trainer, self.progress = data, trainer, progress
+        self.compliance = compliance  # DLC regulated: the stake offer goes through its approval
 
     @property
     def id(self) -> str:
@@ -88,7 +92,8 @@ class Partner:
         if acc is None:
             raise InputError(f"partner {self.id} does not exist on the network — expected a funded account")
         line = balance(acc, m.dlc)
-        if line is None or not line.get("is_authorized"):
+        approved = line is not None and (line.get("is_authorized") or line.get("is_authorized_to_maintain_liabilities"))
+        if not approved:
             raise InputError(
                 f"partner {self.id} is not KYC-approved: its {m.dlc.code} trustline is"
                 f" {'missing' if line is None else 'not authorized'} — expected the compliance service's approval"
@@ -122,11 +127,27 @@ class Partner:
         mine = self.check_ready(stake)  # re-read: the offer id may have changed
         op = ManageSellOffer(m.dlc, m.vlm, amount_text(stake), stake_price(len(m.validators), stake),
                              offer_id=int(mine["id"]) if mine else 0)
-        rec = self.tx.run(self.kp, [op], memo=HashMemo(ck.cid_to_memo(cid)))
+        rec = self.stake(op, cid)
         self.progress(f"partner {self.id[:8]}: update {cid} of {ann.cid} staking {amount_text(stake)}"
                       f" {m.dlc.code} in ledger {rec.get('ledger')}")
         return Submitted(self.id, ann.cid, cid, stake, strikes, str(rec["hash"]), int(rec["ledger"]),
                          self.data.samples)
+
+    def stake(self, op: ManageSellOffer, cid: str) -> dict[str, Any]:
+        """Submit the stake offer: through the compliance service's approval when DLC is regulated (the
+        ledger refuses it otherwise: the trustline is authorized only to maintain liabilities)."""
+        memo = HashMemo(ck.cid_to_memo(cid))
+        if self.compliance is None:
+            return self.tx.run(self.kp, [op], memo=memo)
+        for attempt in range(2):
+            env = self.compliance.approve(self.tx.build(self.kp, [op], memo=memo), self.market.dlc)
+            env.sign(self.kp)
+            try:
+                return self.tx.submit(env)
+            except SubmitFailed as exc:
+                if exc.tx_code != "tx_bad_seq" or attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def leave(self) -> dict[str, Any] | None:
         """Cancel the stake offer (amount 0); what was paid stays paid."""

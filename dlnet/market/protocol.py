@@ -137,6 +137,19 @@ class Market:
             penalty_factor=Decimal(_data(acc, "market.penalty") or "2"),
         )
 
+    @classmethod
+    def of_issuer(cls, h: Horizon, issuer: str) -> Market | None:
+        """The market of the model `issuer` issued (its `dlnet.initiator` data entry); None if it names none."""
+        initiator = _data(h.account(issuer), "dlnet.initiator")
+        if initiator is None:
+            return None
+        m = cls.from_chain(h, initiator)
+        return m if m.issuer == issuer else None
+
+    def strikes(self, h: Horizon, partner: str) -> int:
+        """`partner`'s strikes as the model's validators recorded them on chain (the highest count)."""
+        return penalties.strikes_of(h.accounts(list(self.validators)).values(), partner)
+
     def check_model_asset(self, asset: Asset, what: str = "asset") -> Asset:
         """Refuse an asset this model did not issue (DLM/VLM of its issuer), or DLC, or XLM."""
         if asset in (self.dlm, self.vlm, self.dlc) or asset.is_native():

@@ -4,9 +4,10 @@ For every partner offer selling DLC for the model's VLM whose update it has not 
 the update is authentic (the memo transaction is signed by the partner's key, the bytes it downloads
 hash to the CID in the memo, the tensors have the model's shapes), that the offer stakes what the
 partner's strikes require, and that the update's accuracy on its own benchmark reaches the baseline.
-Accept: one transaction (memo = the update's CID) that buys the reward's DLM with VLM from the
-initiator's offer, sells that DLM into the initiator's XLM offer (the offers cross, paper Fig. 3) and
-pays the partner the XLM and one VLM. Refuse: one transaction (memo = the update's CID) that records a
+Accept: pay the partner (memo = the update's CID) the reward in XLM by a path payment sending VLM
+through the initiator's DLM/VLM and XLM/DLM offers (the offers cross, paper Fig. 3), and one VLM —
+through the kit's bridge where the network runs one (gateways.BridgePayer), directly otherwise.
+Refuse: one transaction (memo = the update's CID) that records a
 strike for the partner (`strikes.<partner>`), which raises the stake it must put up next time.
 """
 
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from stellar_sdk import Asset, Keypair, Price
+from stellar_sdk import Keypair
 from stellar_sdk.memo import HashMemo
-from stellar_sdk.operation import ManageData, ManageSellOffer, Payment
+from stellar_sdk.operation import ManageData
 
 from dlnet.chain import DlnetError, SubmitFailed, Transactor, amount_text, asset_text, codes_text
 from dlnet.market import checkpoint as ck
 from dlnet.market import penalties
+from dlnet.market.gateways import DirectPayer, Payer
 from dlnet.market.initiator import Store
 from dlnet.market.protocol import ForgedError, Market, MemoTx, decided_cids, find_memo_tx
 from dlnet.market.trainer import LocalData
@@ -50,13 +52,14 @@ class Decision:
 class Validator:
     def __init__(self, tx: Transactor, store: Store, kp: Keypair, market: Market, benchmark: LocalData,
                  evaluate: Evaluate, shapes: dict[str, tuple[int, ...]], baseline: float = 0.2,
-                 progress: Callable[[str], None] = lambda _m: None) -> None:
+                 progress: Callable[[str], None] = lambda _m: None, payer: Payer | None = None) -> None:
         if kp.public_key not in market.validators:
             raise DlnetError(f"validator {kp.public_key} is not appointed for model {market.model!r} — expected"
                              f" one of {', '.join(market.validators)}")
         self.tx, self.h, self.store, self.kp, self.market = tx, tx.h, store, kp, market
         self.bench, self.evaluate, self.shapes, self.baseline = benchmark, evaluate, shapes, baseline
         self.progress = progress
+        self.payer: Payer = payer or DirectPayer(tx, kp)  # the bridge's, where the network runs one
 
     @property
     def id(self) -> str:
@@ -118,30 +121,25 @@ class Validator:
     def decide(self, d: Decision) -> None:
         m = self.market
         assert d.cid is not None
-        memo = HashMemo(ck.cid_to_memo(d.cid))
         if d.accepted:
-            dlm = m.reward_dlm
-            ops = [
-                ManageSellOffer(m.vlm, m.dlm, amount_text(dlm), Price(1, 1)),  # VLM buys the initiator's DLM
-                ManageSellOffer(m.dlm, Asset.native(), amount_text(dlm), Price(m.xlm_per_dlm, 1)),  # DLM -> XLM
-                Payment(d.partner, Asset.native(), amount_text(m.reward)),
-                Payment(d.partner, m.vlm, "1"),
-            ]
+            try:
+                recs = self.payer.pay(m, d.partner, d.cid)
+            except SubmitFailed as exc:
+                if any(c in ("op_underfunded", "op_too_few_offers", "op_over_source_max") for c in exc.op_codes):
+                    raise DlnetError(
+                        f"validator {self.id[:8]}: paying {d.partner} failed ({codes_text(exc.codes)}) — expected the"
+                        " initiator's offers to cover the reward and this validator to hold VLM — publish the round"
+                        " again (dlnet market initiator publish) or hand the validator VLM"
+                    ) from None
+                raise
+            rec = recs[0]
+            d.paid_xlm = amount_text(m.reward)
+            d.extra = {"via": self.payer.via, "transactions": [str(r["hash"]) for r in recs]}
         else:
             d.strikes += 1
-            ops = [ManageData(penalties.strike_key(d.partner), str(d.strikes))]
-        try:
-            rec = self.tx.run(self.kp, ops, memo=memo)
-        except SubmitFailed as exc:
-            if d.accepted and any(c in ("op_underfunded", "op_cross_self") for c in exc.op_codes):
-                raise DlnetError(
-                    f"validator {self.id[:8]}: paying {d.partner} failed ({codes_text(exc.codes)}) — expected the"
-                    " initiator's offers to cover the reward and this validator to hold VLM — publish the round"
-                    " again (dlnet market initiator publish) or hand the validator VLM"
-                ) from None
-            raise
-        d.tx_hash, d.ledger = str(rec["hash"]), int(rec["ledger"])
-        if d.accepted:
-            d.paid_xlm = amount_text(m.reward)
+            rec = self.tx.run(self.kp, [ManageData(penalties.strike_key(d.partner), str(d.strikes))],
+                              memo=HashMemo(ck.cid_to_memo(d.cid)))
+        d.tx_hash, d.ledger = str(rec["hash"]), int(rec["ledger"] or 0)
         self.progress(f"validator {self.id[:8]}: {'accepted' if d.accepted else 'refused'} {d.cid} of"
-                      f" {d.partner[:8]}: {d.reason}" + ("" if d.accepted else f" (strike {d.strikes})"))
+                      f" {d.partner[:8]}: {d.reason}" + ("" if d.accepted else f" (strike {d.strikes})")
+                      + (f", paid via {self.payer.via}" if d.accepted else ""))

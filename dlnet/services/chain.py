@@ -85,12 +85,19 @@ class Chain:
         except DlnetError as exc:
             raise ChainError(f"Horizon transaction lookup failed: {exc}") from None
 
-    def authorize(self, issuer: Keypair, trustor: str, asset: Asset, authorized: bool) -> str:
-        """Set (or clear) the trustline's AUTHORIZED flag; clearing also clears MAINTAIN_LIABILITIES."""
+    def authorize(self, issuer: Keypair, trustor: str, asset: Asset, authorized: bool,
+                  maintain_only: bool = False) -> str:
+        """Set (or clear) the trustline's AUTHORIZED flag; clearing also clears MAINTAIN_LIABILITIES.
+        `maintain_only`: authorize only to maintain liabilities (regulated: each transfer is authorized
+        for its own transaction by the approval server)."""
         full = TrustLineFlags.AUTHORIZED_FLAG | TrustLineFlags.AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG
 
         def ops(b: TransactionBuilder) -> None:
-            if authorized:
+            if authorized and maintain_only:
+                b.append_set_trust_line_flags_op(
+                    trustor, asset, clear_flags=TrustLineFlags.AUTHORIZED_FLAG,
+                    set_flags=TrustLineFlags.AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG)
+            elif authorized:
                 b.append_set_trust_line_flags_op(trustor, asset, clear_flags=None,
                                                  set_flags=TrustLineFlags.AUTHORIZED_FLAG)
             else:

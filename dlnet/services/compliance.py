@@ -11,7 +11,7 @@ signed by the issuer when the rules hold (both parties approved, amount limit, p
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -21,10 +21,10 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from stellar_sdk import Asset, TransactionEnvelope
+from stellar_sdk import Asset, Transaction, TransactionEnvelope
 from stellar_sdk.operation import ManageSellOffer, Payment
 
-from dlnet.chain import signed_by
+from dlnet.chain import Horizon, InputError, amount_text, asset_text, sandwich, signed_by
 from dlnet.errors import DlnetError
 from dlnet.ipfs import Ipfs
 from dlnet.market import penalties
@@ -88,6 +88,84 @@ def _dec(text: str, what: str) -> Decimal:
     except InvalidOperation:
         raise DlnetError(f"{what}: expected a decimal number, got {text!r}") from None
     return d
+
+
+class Rejected(DlnetError):
+    """A transaction /tx-approve refuses; the message is the reason given to the client."""
+
+
+class Rules:
+    """The approval rules, apart from the web app: KYC of every party, the amount limit, the penalty stake.
+
+    A stake offer (selling DLC for a model's VLM, dlnet/market/partner.py) must stake what the model's market
+    requires for the seller's strikes: the market's own terms (its initiator's `market.*` data entries,
+    found from the VLM issuer's `dlnet.initiator`), and strikes = the highest of the operator's count and
+    the count the model's validators recorded on chain (dlnet/market/penalties.py).
+    """
+
+    def __init__(self, dlc: Asset, max_amount: Decimal, stake_base: Decimal, penalty: Decimal,
+                 stake_account: str | None, kyc_of: Callable[[str], tuple[str, int]], horizon: Horizon) -> None:
+        self.dlc, self.max_amount, self.stake_base, self.penalty = dlc, max_amount, stake_base, penalty
+        self.stake_account, self.kyc_of, self.h = stake_account, kyc_of, horizon
+
+    def _approved(self, i: int, who: str, account: str) -> int:
+        status, strikes = self.kyc_of(account)
+        if status != "approved":
+            raise Rejected(f"operation {i}: {who} {account} is not KYC-approved (status {status}) — expected an"
+                           " approved KYC record — submit KYC (POST /kyc) and wait for an operator's approval")
+        return strikes
+
+    def check(self, tx: Transaction) -> list[str]:
+        """The accounts whose DLC trustlines the transaction moves (to authorize); Rejected with the reason."""
+        from dlnet.market.protocol import Market
+
+        source = tx.source.account_id
+        if not tx.operations:
+            raise Rejected("tx: no operations")
+        touched: list[str] = []
+        for i, op in enumerate(tx.operations):
+            if isinstance(op, ManageSellOffer) and op.selling == self.dlc:
+                seller = op.source.account_id if op.source else source
+                strikes = self._approved(i, "seller", seller)
+                market = None if op.buying.is_native() else Market.of_issuer(self.h, op.buying.issuer)
+                if market is None:
+                    raise Rejected(f"operation {i}: a {self.dlc.code} offer buying {asset_text(op.buying)}, an asset"
+                                   " of no model's market — expected a stake offer for a model's VLM")
+                if op.buying != market.vlm:
+                    raise Rejected(f"operation {i}: a {self.dlc.code} offer buying {asset_text(op.buying)} — expected"
+                                   f" model {market.model!r}'s {asset_text(market.vlm)}")
+                strikes = max(strikes, market.strikes(self.h, seller))
+                need = market.required_stake(strikes)
+                if Decimal(op.amount) != 0 and Decimal(op.amount) < need:
+                    raise Rejected(f"operation {i}: stake offer of {op.amount} {self.dlc.code} too small — {seller}"
+                                   f" has {strikes} strike(s) for refused updates (recorded on chain), so must stake"
+                                   f" at least {amount_text(need)} — stake more {self.dlc.code}")
+                touched.append(seller)
+                continue
+            if not isinstance(op, Payment):
+                raise Rejected(f"operation {i}: only payments and stake offers of {self.dlc.code} are approved here,"
+                               f" got {type(op).__name__}")
+            if op.asset != self.dlc:
+                raise Rejected(f"operation {i}: unknown asset {asset_text(op.asset)} — expected"
+                               f" {self.dlc.code}:{self.dlc.issuer}")
+            sender = op.source.account_id if op.source else source
+            dest = op.destination.account_id
+            amount = Decimal(op.amount)
+            strikes = 0
+            for who, acc in (("sender", sender), ("receiver", dest)):
+                if acc != self.dlc.issuer:
+                    n = self._approved(i, who, acc)
+                    strikes = n if acc == sender else strikes
+                    touched.append(acc)
+            if amount > self.max_amount:
+                raise Rejected(f"operation {i}: amount {amount} exceeds the limit {self.max_amount} {self.dlc.code}")
+            if self.stake_account and dest == self.stake_account:
+                need = penalties.required_stake(strikes, self.stake_base, self.penalty)  # the market's rule
+                if amount < need:
+                    raise Rejected(f"operation {i}: stake of {amount} {self.dlc.code} too small — {sender} has"
+                                   f" {strikes} strike(s) for malicious updates, so must stake at least"
+                                   f" {need.normalize():f}")
+        return list(dict.fromkeys(touched))
 
 
 def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, ipfs: Ipfs | None = None,
@@ -242,7 +320,8 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
                 if line is None:
                     raise ApiError(409, f"{account} has no {dlc.code} trustline — the participant must add one "
                                         f"(ChangeTrust {dlc.code}:{dlc.issuer}) before approval")
-                detail["tx"] = chain.authorize(issuer, account, dlc, True)
+                detail["tx"] = chain.authorize(issuer, account, dlc, True,
+                                               settings.dlc.approve_to == "maintain_liabilities")
             elif line is not None and (line.get("is_authorized") or line.get("is_authorized_to_maintain_liabilities")):
                 if body.clawback and decision == "revoke" and Decimal(line.get("balance", "0")) > 0:
                     if not line.get("is_clawback_enabled"):
@@ -297,60 +376,41 @@ def create_app(settings: ComplianceSettings, *, admin_token: str | None = None, 
         approvals.labels("rejected").inc()
         return JSONResponse({"status": "rejected", "error": message}, status_code=400)
 
-    @app.post("/tx-approve", tags=["sep-8"], summary="Approve (co-sign) a DLC transfer that satisfies the rules",
+    @app.post("/tx-approve", tags=["sep-8"], summary="Approve (co-sign or revise) a DLC transfer or stake offer",
               responses={400: {"description": "Rejected, with the reason"}})
     def tx_approve(c: Conn, body: ApproveIn) -> JSONResponse:
         try:
             env = TransactionEnvelope.from_xdr(body.tx, settings.network_passphrase)
         except Exception:  # the XDR decoder raises assorted exception types on garbage input
             return rejected("tx: not a base64 XDR transaction envelope")
-        tx = env.transaction
-        source = tx.source.account_id
-        signed = signed_by(env, source)
+        source = env.transaction.source.account_id
         if not env.signatures:
             return rejected(f"tx: not signed — sign it with the source account {source} first")
-        if not signed:
+        if not signed_by(env, source):
             return rejected("tx: no valid signature of the source account for this network — wrong network "
                             f"passphrase? expected {settings.network_passphrase!r}")
-        if not tx.operations:
-            return rejected("tx: no operations")
-        for i, op in enumerate(tx.operations):
-            if isinstance(op, ManageSellOffer) and op.selling == dlc:
-                # the training market's stake (dlnet/market/partner.py): an offer selling DLC for a model's VLM
-                seller = op.source.account_id if op.source else source
-                st = status_of(c, seller)
-                if st.status != "approved":
-                    return rejected(f"operation {i}: seller {seller} is not KYC-approved (status {st.status})")
-                need = penalties.required_stake(st.strikes, stake_base, penalty)
-                if Decimal(op.amount) != 0 and Decimal(op.amount) < need:
-                    return rejected(f"operation {i}: stake offer of {op.amount} {dlc.code} too small — {seller} has"
-                                    f" {st.strikes} strike(s) for malicious updates, so must stake at least"
-                                    f" {need.normalize():f}")
-                continue
-            if not isinstance(op, Payment):
-                return rejected(f"operation {i}: only payments and stake offers of {dlc.code} are approved here,"
-                                f" got {type(op).__name__}")
-            if op.asset != dlc:
-                code = getattr(op.asset, "code", "XLM")
-                return rejected(f"operation {i}: unknown asset {code}:{getattr(op.asset, 'issuer', '') or 'native'}"
-                                f" — expected {dlc.code}:{dlc.issuer}")
-            sender = op.source.account_id if op.source else source
-            dest = op.destination.account_id
-            amount = Decimal(op.amount)
-            for who, acc in (("sender", sender), ("receiver", dest)):
-                if acc == dlc.issuer:
-                    continue
-                st = status_of(c, acc)
-                if st.status != "approved":
-                    return rejected(f"operation {i}: {who} {acc} is not KYC-approved (status {st.status})")
-            if amount > max_amount:
-                return rejected(f"operation {i}: amount {amount} exceeds the limit {max_amount} {dlc.code}")
-            if settings.dlc.stake_account and dest == settings.dlc.stake_account:
-                strikes = status_of(c, sender).strikes
-                need = penalties.required_stake(strikes, stake_base, penalty)  # the market's rule
-                if amount < need:
-                    return rejected(f"operation {i}: stake of {amount} {dlc.code} too small — {sender} has {strikes} "
-                                    f"strike(s) for malicious updates, so must stake at least {need.normalize():f}")
+
+        def kyc_of(account: str) -> tuple[str, int]:
+            st = status_of(c, account)
+            return st.status, st.strikes
+
+        rules = Rules(dlc, max_amount, stake_base, penalty, settings.dlc.stake_account, kyc_of, chain.horizon)
+        try:
+            touched = rules.check(env.transaction)
+        except Rejected as exc:
+            return rejected(str(exc))
+        except DlnetError as exc:
+            raise ApiError(502, f"cannot check the transaction against Horizon: {exc}") from None
+        if settings.dlc.approve_to == "maintain_liabilities":
+            try:
+                revised = sandwich(env, issuer, dlc, touched, settings.network_passphrase)
+            except InputError as exc:
+                return rejected(str(exc))
+            audit(c, "approval-server", source, "tx_revised", tx_hash=revised.hash_hex(), authorized=touched)
+            approvals.labels("revised").inc()
+            return JSONResponse({"status": "revised", "tx": revised.to_xdr(),
+                                 "message": f"authorized by the {dlc.code} issuer for this transaction only:"
+                                            " sign it with the source account and submit it"})
         env.sign(issuer)
         audit(c, "approval-server", source, "tx_approved", tx_hash=env.hash_hex())
         approvals.labels("success").inc()

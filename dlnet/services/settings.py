@@ -128,6 +128,11 @@ class DlcRules(_Strict):
     stake_account: Account | None = None
     stake_base: str = "100"
     penalty_factor: str = "2"
+    # What a KYC approval sets on the participant's DLC trustline. "maintain_liabilities" (regulated, SEP-8):
+    # the account keeps its DLC and its offers but the ledger refuses every new DLC offer or transfer unless
+    # this service wraps it in authorize -> operation -> back to maintain-liabilities (POST /tx-approve answers
+    # "revised"). "authorized": the trustline is fully authorized, /tx-approve only co-signs.
+    approve_to: Literal["authorized", "maintain_liabilities"] = "authorized"
 
 
 class ComplianceSettings(ServiceSettings):

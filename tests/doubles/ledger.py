@@ -667,7 +667,8 @@ class _Overlay:
             if tl is None:
                 raise OpFailed("op_sell_no_trust" if sell else "op_buy_no_trust")
             if not tl.flags & TL_AUTHORIZED:
-                raise OpFailed("op_sell_not_authorized" if sell else "op_buy_not_authorized")
+                # what Horizon 2.26.1 answers for manage offers (no op_ prefix; checked on the real network)
+                raise OpFailed("sell_not_authorized" if sell else "buy_not_authorized")
         if offer_id:
             old = self.offers.get(offer_id, self.l.offers.get(offer_id))
             if old is None or old.seller != src.id:

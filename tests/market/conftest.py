@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.services.conftest import pg_cluster  # noqa: F401  (the real-network test's services' database)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,3 +156,70 @@ def test_a_partner_cannot_skip_the_stake_its_strikes_require(chain: Transactor, 
         [d] = v.review()
         assert not d.accepted and "below the 20.0000000 required for 1 strike(s)" in d.reason, d.reason
     assert cheat.strikes() == 2
+
+
+class LocalGate:
+    """The compliance service's approval in-process (its Rules and the SEP-8 revision, no web app, no
+    database; KYC statuses from a dict): the same code /tx-approve runs."""
+
+    def __init__(self, chain: Transactor, issuer: Keypair, kyc: dict[str, str]) -> None:
+        from dlnet.services.compliance import Rules
+
+        self.chain, self.issuer = chain, issuer
+        dlc = Asset("DLC", issuer.public_key)
+        self.rules = Rules(dlc, Decimal(10**6), Decimal(10), Decimal(2), None,
+                           lambda a: (kyc.get(a, "none"), 0), chain.h)
+
+    def approve(self, env, dlc):  # type: ignore[no-untyped-def]
+        from dlnet.chain import check_sandwich, sandwich
+        from dlnet.services.compliance import Rejected
+
+        try:
+            touched = self.rules.check(env.transaction)
+        except Rejected as exc:
+            raise InputError(f"refused by the compliance service: {exc}") from None
+        revised = sandwich(env, self.issuer, dlc, touched, self.chain.passphrase)
+        check_sandwich(env, revised, dlc)
+        return revised
+
+
+def test_regulated_dlc_the_ledger_refuses_a_stake_offer_without_approval(chain: Transactor, world) -> None:  # type: ignore[no-untyped-def]
+    from stellar_sdk.operation import SetTrustLineFlags
+
+    from dlnet.chain import AUTHORIZED, MAINTAIN, SubmitFailed
+
+    w, ipfs, data = world
+    m = w.market
+    # KYC-approved partners keep DLC and offers, but may not move DLC on their own (maintain liabilities)
+    chain.run(w.dlc_issuer, [SetTrustLineFlags(p.public_key, m.dlc, clear_flags=AUTHORIZED, set_flags=MAINTAIN)
+                             for p in w.partners])
+    Initiator(chain, ipfs, w.initiator, m, tr.SHAPES).publish(tr.initial(), 1, 2)
+    alone = Partner(chain, ipfs, w.partners[0], m, data.shards[0], tr.reference_trainer)
+    with pytest.raises(SubmitFailed) as exc:
+        alone.work()
+    assert exc.value.op_codes == ["sell_not_authorized"]
+    gate = LocalGate(chain, w.dlc_issuer, {p.public_key: "approved" for p in w.partners})
+    sub = Partner(chain, ipfs, w.partners[0], m, data.shards[0], tr.reference_trainer, compliance=gate).work()
+    line = balance(chain.h.account(sub.partner), m.dlc)
+    assert line["is_authorized_to_maintain_liabilities"] and not line["is_authorized"]  # type: ignore[index]
+    assert [o["amount"] for o in chain.h.offers(sub.partner)] == ["10.0000000"]
+    # a strike, then the old stake: refused by the approval server with the reason (strikes read on chain)
+    cheat = Partner(chain, ipfs, w.partners[1], m, data.shards[1], tr.malicious_trainer(), compliance=gate)
+    cheat.work()
+    for i in range(2):
+        _validator(chain, w, ipfs, data, i).review()
+    assert cheat.strikes() == 1
+    from stellar_sdk.memo import HashMemo
+    from stellar_sdk.operation import ManageSellOffer
+
+    from dlnet.market import checkpoint as ck
+    from dlnet.market.partner import stake_price
+
+    env = chain.build(cheat.kp, [ManageSellOffer(m.dlc, m.vlm, "10", stake_price(2, Decimal(10)))],
+                      memo=HashMemo(ck.cid_to_memo(sub.cid)))
+    with pytest.raises(InputError, match=r"1 strike\(s\) .* must stake at least 20\.0000000"):
+        gate.approve(env, m.dlc)
+    # no KYC: refused before anything is signed
+    stranger = LocalGate(chain, w.dlc_issuer, {})
+    with pytest.raises(InputError, match="is not KYC-approved"):
+        stranger.approve(env, m.dlc)

@@ -7,6 +7,7 @@ import io
 import secrets
 import subprocess
 import time
+from decimal import Decimal
 from unittest import mock
 
 import httpx
@@ -238,18 +239,33 @@ def test_sep8_style_approval_rules(world):
     assert r.status_code == 200 and r.json()["strikes"] == 2
     rejected(_payment_tx(w, alice, stake.public_key, "100"), "must stake at least 400")
     assert approve(_payment_tx(w, alice, stake.public_key, "400")).json()["status"] == "success"
-    # The training market's stake offer (DLC for a model's VLM) obeys the same rule (dlnet/market/penalties.py).
-    vlm = Asset("VLM", bob.public_key)
+    # The training market's stake offer (DLC for a model's VLM): the market's own terms (stake base 100, factor 2,
+    # on its initiator's account, found from the VLM issuer's dlnet.initiator) and the strikes its validators
+    # recorded on chain (here 3, above the operator's 2): 100 * 2**3 = 800.
+    from stellar_sdk.operation import ManageData
 
-    def stake_offer(src: Keypair, amount: str) -> str:
+    from dlnet.market import penalties
+    from dlnet.market.protocol import Market
+
+    model_issuer, ini, val = Keypair.random(), Keypair.random(), Keypair.random()
+    net.fund(model_issuer, ini, val)
+    vlm = Asset("VLM", model_issuer.public_key)
+    m = Market("m1", model_issuer.public_key, ini.public_key, w["dlc"], (val.public_key,), stake_base=Decimal(100))
+    net.tx(model_issuer, lambda b: b.append_operation(ManageData("dlnet.model", "m1")).append_operation(
+        ManageData("dlnet.initiator", ini.public_key)))
+    net.tx(ini, lambda b: [b.append_operation(op) for op in m.terms_ops()])
+    net.tx(val, lambda b: b.append_operation(ManageData(penalties.strike_key(alice.public_key), "3")))
+
+    def stake_offer(src: Keypair, amount: str, buying: Asset = vlm) -> str:
         b = TransactionBuilder(w["net"].server.load_account(src.public_key), w["passphrase"], base_fee=100)
-        t = b.set_timeout(60).append_manage_sell_offer_op(w["dlc"], vlm, amount, "0.1").build()
+        t = b.set_timeout(60).append_manage_sell_offer_op(w["dlc"], buying, amount, "0.1").build()
         t.sign(src)
         return t.to_xdr()
 
-    rejected(stake_offer(alice, "399"), "must stake at least 400")
-    assert approve(stake_offer(alice, "400")).json()["status"] == "success"
-    rejected(stake_offer(w["carol"], "400"), "not KYC-approved")
+    rejected(stake_offer(alice, "400"), "3 strike(s) for refused updates (recorded on chain), so must stake at least 8")
+    assert approve(stake_offer(alice, "800")).json()["status"] == "success"
+    rejected(stake_offer(w["carol"], "800"), "not KYC-approved")
+    rejected(stake_offer(alice, "800", Asset("VLM", bob.public_key)), "an asset of no model's market")
 
 
 def test_sep10_uses_the_signers_of_an_existing_account(world):
