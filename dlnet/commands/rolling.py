@@ -74,11 +74,13 @@ def rotation_plan(
         if validator not in {v.name for v in net.validators}:
             raise
         proofs, refusal = rotation.attempt(net, validator), exc
+    through_successor = any(p.step.kind == "start" for p in proofs)
+    new_key = f"{validator}'s successor (new key)" if through_successor else f"{validator} (new key)"
     rows = [
         {
             "step": i + 1,
             "action": p.step.action,
-            "away": (f"{validator} (new key)" if p.step.away == rotation.successor(validator) else p.step.away),
+            "away": (new_key if p.step.away == rotation.successor(validator) else p.step.away),
             "lists": {k: sorted(v) for k, v in sorted(p.step.after.lists.items()) if k in p.step.after.running},
             "intersection": p.intersection,
             "live_while_away": p.live_while_away,
