@@ -37,8 +37,9 @@ SUCCESSOR_PORT_OFFSET = 5
 
 
 # Organisation sizes where the successor plan ran on the real network (stellar-core 19.14). With four the
-# proof holds too, but on a one-off real network the successor stayed "Joining SCP" for 180 s after v2
-# named it (the gate stopped the run, nothing else changed): refused until that is understood.
+# proof holds too, but on a real network the successor stayed "Joining SCP" without a peer: v2, naming it,
+# still refused it as a non-preferred inbound peer with no free slot (the others never dial it: it is
+# named at the target's ADDRESS). The gate stopped the run, ledgers kept closing. Refused until fixed.
 SUCCESSOR_VERIFIED_ORG_SIZES = frozenset({3})
 
 
@@ -203,8 +204,8 @@ def plan(net: Network, target: str) -> list[Proof]:
                 raise DlnetError(
                     f"rotate-key {target}: the successor plan passes the proof for an organisation of {size}"
                     f" validators, but only {', '.join(map(str, sorted(SUCCESSOR_VERIFIED_ORG_SIZES)))} worked on"
-                    " the real network (with four, the successor stayed 'Joining SCP' after the first validator"
-                    " named it) — nothing was changed — see README, key rotation"
+                    " the real network (with four, the others refused the successor as a peer: it stayed 'Joining"
+                    " SCP') — nothing was changed — see README, key rotation"
                 )
             return proofs
         order = [*others[:1], target, *others[1:]]
