@@ -7,6 +7,10 @@ deploy/rolling-upgrade.yml restarts validators one at a time and asks this modul
   shared/reference README 7) and the same ledger within one close;
 - after (`wait_back`): this validator is `Synced!` on the very ledger (number and hash) the others report.
 Either refuses with one line naming what is wrong; nothing here changes the network.
+
+A key rotation through a successor (deploy/rotate-key.yml) adds nodes the inventory does not describe
+(`extra`: name -> admin URL; the successor's own restarts are proven by dlnet.rotation, not here) and
+leaves the old key's validator stopped at the end (`without`): the gate checks the nodes that run.
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ def quorum_without(net: Network, name: str) -> str | None:
     return None
 
 
-def _admins(net: Network, names: list[str]) -> list[CoreAdmin]:
+def _admins(net: Network, names: list[str], extra: dict[str, str] | None = None) -> list[CoreAdmin]:
     timeout = net.day2.admin_timeout_seconds
-    by_name = {v.name: v for v in net.validators}
-    return [CoreAdmin(n, admin_url(by_name[n].address, by_name[n].http_port), timeout=timeout) for n in names]
+    urls = {v.name: admin_url(v.address, v.http_port) for v in net.validators} | (extra or {})
+    return [CoreAdmin(n, urls[n], timeout=timeout) for n in names]
 
 
 def _infos(admins: list[CoreAdmin]) -> dict[str, Info | str]:
@@ -81,14 +85,18 @@ def _infos(admins: list[CoreAdmin]) -> dict[str, Info | str]:
     return out
 
 
-def check_before(net: Network, name: str) -> Verdict:
+def check_before(
+    net: Network, name: str, extra: dict[str, str] | None = None, without: frozenset[str] = frozenset()
+) -> Verdict:
     """Refuse (GateRefused) unless `name` may go down now; the verdict says why it may."""
-    validator(net, name)
-    why = quorum_without(net, name)
-    if why:
-        raise GateRefused(f"rolling-gate {name}: refused — {why} — fix the quorum (dlnet quorum) first")
-    others = [v.name for v in net.validators if v.name != name]
-    admins = _admins(net, others)
+    extra = extra or {}
+    if name not in extra:
+        validator(net, name)
+        why = None if extra else quorum_without(net, name)  # mid-rotation: dlnet.rotation proved the step
+        if why:
+            raise GateRefused(f"rolling-gate {name}: refused — {why} — fix the quorum (dlnet quorum) first")
+    others = [n for n in [*(v.name for v in net.validators), *extra] if n != name and n not in without]
+    admins = _admins(net, others, extra)
     try:
         infos = _infos(admins)
     finally:
@@ -128,12 +136,21 @@ def check_before(net: Network, name: str) -> Verdict:
 
 
 def wait_back(
-    net: Network, name: str, timeout: float, *, every: float = 0.5, clock: Callable[[], float] = time.monotonic
+    net: Network,
+    name: str,
+    timeout: float,
+    *,
+    every: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    extra: dict[str, str] | None = None,
+    without: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Wait until `name` is `Synced!` on the same ledger (number and hash) as every other validator."""
-    validator(net, name)
-    names = [v.name for v in net.validators]
-    admins = _admins(net, names)
+    extra = extra or {}
+    if name not in extra:
+        validator(net, name)
+    names = [n for n in [*(v.name for v in net.validators), *extra] if n not in without or n == name]
+    admins = _admins(net, names, extra)
     deadline = clock() + timeout
     last = "no answer yet"
     try:

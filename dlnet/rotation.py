@@ -11,10 +11,15 @@ with the new seed. Only the position of the target's own restart is free. `check
   19.14, three validators, 2 of 3): v2 restarted naming v1's new key before that key ran sat in
   "Joining SCP" while v1 and v3 went on;
 and counts the further failures the new state tolerates (one fewer than usual mid-rotation: stated).
-`plan` tries every position of the target and keeps the safe order with the most tolerance. Three or four
-validators of one organisation have none (the target first halts the network at the next restart; anyone
-first cannot rejoin): they would need a temporary extra validator, which the kit does not build. Five or
-more rotate in the order v2, v1, v3, ...
+`plan` tries every position of the target and keeps the safe order with the most tolerance. Five or more
+validators of one organisation rotate in the order v2, v1, v3, ... Three or four have no such order (the
+target first halts the network at the next restart; anyone first cannot rejoin), so three rotate through a
+temporary successor S: a validator with the new key on the target's host (its own container, ports, data
+and archive), proven the same way (`successor_steps`):
+  start S naming the target and the others; each other validator adds S; each drops the target; S drops
+  the target; the target stops (its old key retires); S moves into the target's slot (the target's own
+  container, data and archive, with the new key) and S's container goes.
+Four pass the same proof but are refused (SUCCESSOR_VERIFIED_ORG_SIZES): the real network disagreed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ from dataclasses import dataclass
 from dlnet import preflight, quorum
 from dlnet.config import Network
 from dlnet.errors import DlnetError
+
+# How far above the target's peer and admin ports its temporary successor listens (deploy/rotate-key.yml
+# passes it to the stellar_core role); the kit spaces validators' ports 10 apart on one host.
+SUCCESSOR_PORT_OFFSET = 5
+
+
+# Organisation sizes where the successor plan ran on the real network (stellar-core 19.14). With four the
+# proof holds too, but on a real network the successor stayed "Joining SCP" without a peer: v2, naming it,
+# still refused it as a non-preferred inbound peer with no free slot (the others never dial it: it is
+# named at the target's ADDRESS). The gate stopped the run, ledgers kept closing. Refused until fixed.
+SUCCESSOR_VERIFIED_ORG_SIZES = frozenset({3})
 
 
 def successor(name: str) -> str:
@@ -44,6 +60,12 @@ class Step:
     away: str | None  # the identity not running while the step is taken (a restart), if any
     before: State
     after: State
+    # What deploy/rotate-key.yml does: "restart" a validator (`host`) or "start"/"restart" the successor
+    # (on `host`), naming `names` (identities: `v1` the old key, `v1+new` the new one); "stop" the target's
+    # old key; "move" the successor into the target's own container.
+    kind: str = "restart"
+    host: str = ""
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,12 +99,81 @@ def steps_for(net: Network, target: str, order: list[str]) -> list[Step]:
         if who == target:
             lists[new] = lists.pop(target)
             after = State(frozenset((state.running - {target}) | {new}), lists)
-            out.append(Step(f"restart {target} with its new key", new, state, after))
+            out.append(
+                Step(f"restart {target} with its new key", new, state, after, "restart", target, _names(lists[new]))
+            )
         else:
             lists[who] = frozenset((lists[who] - {target}) | {new})
             after = State(state.running, lists)
-            out.append(Step(f"restart {who} naming {target}'s new key instead of the old", who, state, after))
+            out.append(
+                Step(
+                    f"restart {who} naming {target}'s new key instead of the old",
+                    who,
+                    state,
+                    after,
+                    "restart",
+                    who,
+                    _names(lists[who]),
+                )
+            )
         state = after
+    return out
+
+
+def _names(identities: frozenset[str], net: Network | None = None) -> tuple[str, ...]:
+    """In the inventory's order (the role writes [[VALIDATORS]] in it), the new key where the old one was."""
+    rank = {v.name: i for i, v in enumerate(net.validators)} if net else {}
+    return tuple(sorted(identities, key=lambda n: (rank.get(n.removesuffix("+new"), len(rank)), n)))
+
+
+def successor_steps(net: Network, target: str) -> list[Step]:
+    """The rotation through a temporary successor S (the new key, running beside the target): see the module
+    docstring. Every validator that names the target restarts twice (add S, then drop the target)."""
+    new = successor(target)
+    base = _base(net)
+    others = [v.name for v in net.validators if v.name != target and target in base[v.name]]
+    state = State(frozenset(base), dict(base))
+    out: list[Step] = []
+
+    def step(
+        action: str,
+        away: str | None,
+        kind: str,
+        host: str,
+        lists: dict[str, frozenset[str]],
+        running: frozenset[str] | None = None,
+    ) -> None:
+        nonlocal state
+        after = State(frozenset(state.running if running is None else running), lists)
+        who = new if host == target and kind != "stop" else host
+        out.append(Step(action, away, state, after, kind, host, _names(lists.get(who, frozenset()), net)))
+        state = after
+
+    # S starts behind: it is "away" until it has caught up, so it must be able to join (the rejoin check).
+    step(
+        f"start {target}'s successor (new key) naming {target} and the others",
+        new,
+        "start",
+        target,
+        {**state.lists, new: base[target] | {target}},
+        state.running | {new},
+    )
+    for o in others:
+        step(f"restart {o} naming the successor too", o, "restart", o, {**state.lists, o: state.lists[o] | {new}})
+    for o in others:
+        drop = {**state.lists, o: state.lists[o] - {target}}
+        step(f"restart {o} naming the successor, not {target}", o, "restart", o, drop)
+    drop = {**state.lists, new: state.lists[new] - {target}}
+    step(f"restart the successor not naming {target}", new, "restart", target, drop)
+    step(
+        f"stop {target} (its old key retires)",
+        target,
+        "stop",
+        target,
+        {n: ls for n, ls in state.lists.items() if n != target},
+        state.running - {target},
+    )
+    step(f"move the successor into {target}'s own container", new, "move", target, dict(state.lists))
     return out
 
 
@@ -105,12 +196,24 @@ def plan(net: Network, target: str) -> list[Proof]:
         ):
             best = proofs
     if best is None:
+        proofs = [check(net, target, s) for s in successor_steps(net, target)]
+        if all(p.safe for p in proofs):
+            org = next(v.organisation for v in net.validators if v.name == target)
+            size = sum(v.organisation == org for v in net.validators)
+            if size not in SUCCESSOR_VERIFIED_ORG_SIZES:
+                raise DlnetError(
+                    f"rotate-key {target}: the successor plan passes the proof for an organisation of {size}"
+                    f" validators, but only {', '.join(map(str, sorted(SUCCESSOR_VERIFIED_ORG_SIZES)))} worked on"
+                    " the real network (with four, the others refused the successor as a peer: it stayed 'Joining"
+                    " SCP') — nothing was changed — see README, key rotation"
+                )
+            return proofs
         order = [*others[:1], target, *others[1:]]
         bad = next(p for p in (check(net, target, s) for s in steps_for(net, target, order)) if not p.safe)
         raise DlnetError(
             f"rotate-key {target}: no restart order keeps the network live and safe (e.g. {bad.step.action}:"
-            f" {bad.why}) — nothing was changed; a rotation of this network needs a temporary extra validator"
-            " (not built yet: README, key rotation)"
+            f" {bad.why}), not even through a temporary successor — nothing was changed — add validators or"
+            " change the organisations' quorum (README, key rotation)"
         )
     return best
 

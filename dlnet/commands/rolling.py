@@ -27,12 +27,30 @@ def rolling_gate(
         bool, typer.Option("--after", help="Wait until the host is back: Synced! on the others' ledger.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --after waits before giving up.")] = 180.0,
+    also: Annotated[
+        list[str] | None,
+        typer.Option("--also", help="NAME=URL: a node outside the inventory to check too (a rotation's successor)."),
+    ] = None,
+    without: Annotated[
+        list[str] | None, typer.Option("--without", help="A validator stopped on purpose (a retired key).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Before: exit 1 with one line unless the others are Synced! on one fresh ledger and the quorum holds
     without HOST. --after: wait until HOST is Synced! on the same ledger (number and hash) as the others."""
     net = load_network(inventory, extra_vars, inventory_json)
-    verdict = rolling.wait_back(net, host, timeout) if after else rolling.check_before(net, host)
+    extra = {}
+    for item in also or []:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url.startswith("http"):
+            raise DlnetError(f"rolling-gate: --also {item!r} — expected NAME=http://ADDRESS:PORT — fix the argument")
+        extra[name] = url
+    skip = frozenset(without or [])
+    verdict = (
+        rolling.wait_back(net, host, timeout, extra=extra, without=skip)
+        if after
+        else rolling.check_before(net, host, extra, skip)
+    )
     emit(
         as_json,
         {"host": verdict.host, "ledger": verdict.ledger, "others": verdict.others, "ok": True, "after": after},
@@ -56,11 +74,13 @@ def rotation_plan(
         if validator not in {v.name for v in net.validators}:
             raise
         proofs, refusal = rotation.attempt(net, validator), exc
+    through_successor = any(p.step.kind == "start" for p in proofs)
+    new_key = f"{validator}'s successor (new key)" if through_successor else f"{validator} (new key)"
     rows = [
         {
             "step": i + 1,
             "action": p.step.action,
-            "away": (f"{validator} (old and new key)" if p.step.away == rotation.successor(validator) else p.step.away),
+            "away": (new_key if p.step.away == rotation.successor(validator) else p.step.away),
             "lists": {k: sorted(v) for k, v in sorted(p.step.after.lists.items()) if k in p.step.after.running},
             "intersection": p.intersection,
             "live_while_away": p.live_while_away,

@@ -38,12 +38,27 @@ def plan(
         emit(True, {"pending": None, "order": []}, "")
         return
     proofs = rotation.plan(net, target)
-    order = [target if p.step.away == rotation.successor(target) else p.step.away for p in proofs]
+    through_successor = any(p.step.kind == "start" for p in proofs)
+    # Without a successor each validator restarts once, in `order`; with one, deploy/rotate-key.yml walks
+    # `plan` (kind, host, the identities it names) step by step.
+    order = [] if through_successor else [p.step.host for p in proofs]
+    restarts = [p.step.host for p in proofs if p.step.kind == "restart" and p.step.host != target]
+    half = len(restarts) // 2
+    adds, drops = (restarts[:half], restarts[half:]) if through_successor else ([], [])
+    tv = next(v for v in net.validators if v.name == target)
     emit(
         True,
         {
             "pending": target,
             "order": order,
+            "successor": through_successor,
+            "plan": [{"kind": p.step.kind, "host": p.step.host, "names": list(p.step.names)} for p in proofs],
+            # The validators that restart adding the successor, then dropping the old key (in this order).
+            "add": adds,
+            "drop": drops,
+            "successor_port_offset": rotation.SUCCESSOR_PORT_OFFSET,
+            "successor_name": rotation.successor(target),
+            "successor_admin": admin_url(tv.address, tv.http_port + rotation.SUCCESSOR_PORT_OFFSET),
             "old": keys.public_key(net.env, target),
             "new": keys.public_key(net.env, target, new=True),
             "steps": [f"{p.step.action}: then tolerates {p.tolerates_after} more failure(s)" for p in proofs],

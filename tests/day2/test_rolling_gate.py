@@ -85,3 +85,25 @@ def test_quorum_that_needs_the_validator_is_refused(tmp_path):
     net = load_network(inv)
     why = rolling.quorum_without(net, "v1")
     assert why == "without v1, v2 would have no quorum (its quorum set needs v1)"
+
+
+def test_a_rotation_successor_is_checked_too(tmp_path, core_factory, capsys):
+    """Mid-rotation the gate checks a node the inventory does not describe (--also) and leaves out a
+    validator stopped on purpose (--without)."""
+    core = core_factory(4, threshold=3, close_interval=0.5)
+    inv = write_inventory(tmp_path, passphrase=PASS, validators={n: core.nodes[n].port for n in ("v1", "v2", "v3")})
+    also = ["--also", f"v1+new=http://127.0.0.1:{core.nodes['v4'].port}"]
+    code, out, err = _run(capsys, "-i", inv, "--host", "v2", *also)
+    assert code == 0, err
+    assert "rolling-gate v2: may restart — v1, v3, v1+new Synced!" in out
+    core.set_mode("v4", "lag")
+    code, _, err = _run(capsys, "-i", inv, "--host", "v2", *also)
+    assert code == 1 and "v1+new is 'Catching up'" in err
+    core.set_mode("v4", "ok")
+    # The old key's validator stopped: the successor is back without it.
+    core.set_mode("v1", "down")
+    code, out, err = _run(capsys, "-i", inv, "--host", "v1+new", *also, "--without", "v1", "--after", "--timeout", "20")
+    assert code == 0, err
+    assert "rolling-gate v1+new: back" in out
+    code, _, err = _run(capsys, "-i", inv, "--host", "v2", "--also", "v1+new")
+    assert code == 1 and "expected NAME=http://ADDRESS:PORT" in err

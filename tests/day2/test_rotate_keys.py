@@ -63,13 +63,32 @@ def test_nothing_pending_changes_nothing(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"changed": False, "pending": None}
 
 
-def test_plan_refuses_three_validators(tmp_path, capsys):
+def test_plan_for_three_validators_goes_through_a_successor(tmp_path, capsys):
     inv = write_inventory(tmp_path, passphrase="dlnet test network ; 2026", validators={"v1": 1, "v2": 2, "v3": 3})
+    net = load_network(inv)
+    keys.ensure(net)
+    assert main(["keys", "rotate", "v1", "-i", inv]) == 0
+    capsys.readouterr()
+    assert main(["rotate-key", "plan", "-i", inv]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["successor"] is True and plan["order"] == []
+    assert plan["add"] == ["v2", "v3"] and plan["drop"] == ["v2", "v3"]
+    assert [s["kind"] for s in plan["plan"]] == ["start", *["restart"] * 5, "stop", "move"]
+    assert plan["plan"][1] == {"kind": "restart", "host": "v2", "names": ["v1", "v1+new", "v3"]}
+    # The successor's admin port sits beside v1's (the kit spaces validators' ports 10 apart).
+    v1 = next(v for v in net.validators if v.name == "v1")
+    assert plan["successor_name"] == "v1+new"
+    assert plan["successor_admin"].endswith(f":{v1.http_port + plan['successor_port_offset']}")
+    assert (keys.secrets_dir(net.env) / "v1.next.seed").read_text().strip() not in json.dumps(plan)
+
+
+def test_plan_refuses_two_validators(tmp_path, capsys):
+    inv = write_inventory(tmp_path, passphrase="dlnet test network ; 2026", validators={"v1": 1, "v2": 2})
     keys.ensure(load_network(inv))
     assert main(["keys", "rotate", "v1", "-i", inv]) == 0
     capsys.readouterr()
     assert main(["rotate-key", "plan", "-i", inv]) == 1
-    assert "v2 could not rejoin" in capsys.readouterr().err
+    assert "not even through a temporary successor" in capsys.readouterr().err
 
 
 def test_cancel_drops_the_pending_key(tmp_path, capsys):
