@@ -29,6 +29,7 @@ from tests.conftest import ROOT, skip_or_fail
 ENV = "tune"
 NEEDS = "needs the real stellar-core: put it in artifacts/stellar-core or set STELLAR_CORE_BIN, then make test"
 DEADLINE = 240  # seconds for the whole tune run
+SLO = 0.25  # close-time p50/p95 within 25 % of idle (see the run below)
 
 if real_stellar_core() is None:
     skip_or_fail(NEEDS, module=True)
@@ -82,7 +83,11 @@ def test_tune_applies_the_largest_size_within_the_slo_on_every_validator(tune_en
     proc, took = dlnet(
         tune_env,
         "tune",
-        "--slo", "0.05",
+        # Close times of a 5 s network jitter between 5 and 6 s at idle (shared/reference normal-5s: mean 5.19 s,
+        # gaps up to 6 s), and a three-ledger window's p95 is its slowest ledger: at the 5 % default a window
+        # measures that jitter, not the load (this test failed so in 1 of 4 real runs). The test checks what
+        # tune decides and applies at an SLO three ledgers can resolve; `make bench` runs the 5 % default.
+        "--slo", str(SLO),
         "--idle-window", "15",  # three 5 s ledgers: the shortest window tune accepts
         "--window", "15",
         # A range this machine can offer while other sessions share its 2 cores: the test checks what tune
@@ -110,7 +115,7 @@ def test_tune_applies_the_largest_size_within_the_slo_on_every_validator(tune_en
     # The chosen step stayed within the SLO of idle; the next larger step tried did not, or the report says
     # the generator could not offer more (its own ceiling) or that the top of the range passed.
     assert chosen["p50"] <= limits["p50"] and chosen["p95"] <= limits["p95"]
-    assert limits["p95"] == pytest.approx(out["idle"]["p95"] * 1.05)
+    assert limits["p95"] == pytest.approx(out["idle"]["p95"] * (1 + SLO))
     if nxt is not None:
         assert not nxt["ok"] and nxt["size"] > chosen["size"], nxt
     else:
