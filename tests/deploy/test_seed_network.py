@@ -52,7 +52,7 @@ def dlnet(dep: Deployment, *args: str, timeout: float = 240) -> dict:
     return dict(json.loads(proc.stdout))
 
 
-def test_seed_fills_ledgers_within_the_bound_and_reruns_change_nothing(ops_network: Deployment) -> None:
+def test_seed_fills_ledgers_and_reruns_change_nothing(ops_network: Deployment) -> None:
     dep = ops_network
     net, settings = day2.load(dep.inventory)
     admins = [CoreAdmin(v.name, day2.admin_url(v.address, v.http_port), timeout=5) for v in net.validators]
