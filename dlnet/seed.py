@@ -238,12 +238,14 @@ def groups_per_tx(
 
 
 class Pace:
-    """Admits one ledger's worth of transactions per ledger that closes (two ledgers' worth at the start: what
-    stellar-core's queue holds). Sending more gets them refused for room (TRY_AGAIN_LATER), and a refused
-    transaction is banned for several ledgers by the node that refused it, which also lets the validators'
-    queues drift apart: a few of them then apply ledgers late."""
+    """Admits one ledger's worth of transactions per ledger that closes, and never more than `ledgers` ledgers'
+    worth ahead. One, not the two stellar-core's queue holds: a backlog offered at the rate ledgers take it
+    never drains, each ledger picks its set from the queue without regard to age, and 19.14 drops (and bans
+    for 10 ledgers) a transaction that waited 4 ledgers (HerderImpl.cpp TRANSACTION_QUEUE_TIMEOUT_LEDGERS):
+    with two ledgers' worth queued, a few accepted transactions never applied and were resent a minute later
+    (issue 10). A ledger's worth sent right after a close is queued long before the next round starts."""
 
-    def __init__(self, core: CoreTx, per_ledger: int, ledgers: int = 2) -> None:
+    def __init__(self, core: CoreTx, per_ledger: int, ledgers: int = 1) -> None:
         self.core = core
         self.per_ledger = per_ledger
         self.cap = per_ledger * ledgers
@@ -446,10 +448,10 @@ class Chain:
         signed ahead and sent one per ledger: stellar-core answers at once, and 19.14 queues one transaction
         per source account, so the next one goes as soon as the ledger that took its predecessor closed (if
         that ledger was full, it is refused, TRY_AGAIN_LATER, and sent again after the next one). Together
-        the channels keep two ledgers' worth queued, so every ledger closes full. They are confirmed through
-        Horizon at the end, which also makes a re-run read what this run did. The funder's own steps depend
-        on each other: each is confirmed before the next. Through Horizon only, each transaction is
-        answered once applied.
+        the channels queue one ledger's worth after each close (Pace), so every ledger closes full. They are
+        confirmed through Horizon at the end, which also makes a re-run read what this run did. The funder's
+        own steps depend on each other: each is confirmed before the next. Through Horizon only, each
+        transaction is answered once applied.
         A transaction that failed when applied because an account already existed (made elsewhere) is
         sent again without that step, in a next round; one that Horizon never showed (dropped from the
         queue) is sent again from the account's sequence number as Horizon reads it.
