@@ -65,7 +65,8 @@ type config struct {
 var known = map[string]bool{
 	"NETWORK_PASSPHRASE": true, "NODE_SEED": true, "NODE_IS_VALIDATOR": true, "NODE_HOME_DOMAIN": true,
 	"HTTP_PORT": true, "PUBLIC_HTTP_PORT": true, "PEER_PORT": true, "DATABASE": true, "BUCKET_DIR_PATH": true,
-	"ALLOW_LOCALHOST_FOR_TESTING": true, "PREFERRED_PEERS_ONLY": true, "UNSAFE_QUORUM": true,
+	"ALLOW_LOCALHOST_FOR_TESTING": true, "PREFERRED_PEERS_ONLY": true, "PREFERRED_PEERS": true,
+	"PREFERRED_PEER_KEYS": true, "UNSAFE_QUORUM": true,
 	"ARTIFICIALLY_ACCELERATE_TIME_FOR_TESTING": true, "HTTP_QUERY_PORT": true, "CATCHUP_RECENT": true,
 }
 
