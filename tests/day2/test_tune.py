@@ -31,6 +31,19 @@ def test_limits_are_idle_plus_slo():
     assert tn.limits(IDLE, 0.05) == pytest.approx((5.25, 6.3))
 
 
+def test_p95_limit_starts_from_the_slowest_idle_ledger():
+    # 12 idle ledgers of a 5 s network, one of them 6 s (close times are whole seconds): p95 5.455 s.
+    idle = tn.idle_from([ld.Close(n, 5 * n, 5.0 * n) for n in range(1, 13)] + [ld.Close(13, 66, 66.0)])
+    assert idle.p95 == pytest.approx(5.45, abs=0.01) and idle.slowest == pytest.approx(6.0)
+    p50_max, p95_max = tn.limits(idle, 0.05)
+    assert p50_max == pytest.approx(5.25) and p95_max == pytest.approx(6.3)
+    # One 6 s ledger under load is what idle showed too: accepted; a 7 s one is not.
+    assert tn.judge(_m(100, p50=5.0, p95=6.02), idle, 0.05, 1000).ok
+    assert not tn.judge(_m(100, p50=5.0, p95=7.0), idle, 0.05, 1000).ok
+    # Without a slowest ledger (older records), the p95 is the reference as before.
+    assert tn.limits(tn.Idle(5.0, 5.45), 0.05)[1] == pytest.approx(5.7225)
+
+
 @pytest.mark.parametrize(
     ("m", "ok", "why"),
     [
