@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -66,6 +67,23 @@ def build_double() -> dict[str, str]:
         # The double applies no transactions: the root account cannot be locked on it.
         "ANSIBLE_SKIP_TAGS": "root_lock",
     }
+
+
+def run_cli(dep: Deployment, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`dlnet <args> -i <dep's inventory>` in a subprocess, as an operator runs it, with dep's state directory;
+    its stderr (progress) is kept in dep.logs/dlnet-<verb>-<time>.log."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlnet", *args, "-i", str(dep.inventory)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "DLNET_STATE_DIR": str(dep.state)},
+        timeout=timeout,
+        check=False,
+    )
+    dep.logs.mkdir(parents=True, exist_ok=True)
+    (dep.logs / f"dlnet-{args[0]}-{time.time():.0f}.log").write_text(proc.stderr)
+    return proc
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:

@@ -10,17 +10,14 @@ names the new key only, v1 runs as the new key, and a second run changes nothing
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from tests.deploy.watch import VALIDATORS, Watcher, admin_port, all_synced_same_ledger, running
-from tests.network import OPS_ENV, Deployment, recap
-from tests.network import ROOT as KIT
+from tests.network import OPS_ENV, Deployment, recap, run_cli
 
 pytestmark = pytest.mark.stellar
 
@@ -47,12 +44,6 @@ def short_node_id(name: str) -> str:
     return httpx.get(f"http://127.0.0.1:{admin_port(name)}/info", timeout=5).json()["info"]["quorum"]["node"]
 
 
-def dlnet(ops_network: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DLNET_STATE_DIR": str(ops_network.state)}
-    cmd = [sys.executable, "-m", "dlnet", *args, "-i", str(ops_network.inventory)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=KIT, env=env, check=False)
-
-
 def successor_containers() -> list[str]:
     proc = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label=dlnet.environment={OPS_ENV}", "--format", "{{.Names}}"],
@@ -67,7 +58,7 @@ def test_rotating_v1_through_a_successor_keeps_ledgers_closing(ops_network: Depl
     all_synced_same_ledger()
     secrets = ops_network.state / OPS_ENV / "secrets"
     old = (secrets / "v1.pub").read_text().strip()
-    ask = dlnet(ops_network, "keys", "rotate", "v1", "--json")
+    ask = run_cli(ops_network, "keys", "rotate", "v1", "--json")
     assert ask.returncode == 0, ask.stderr
     new = json.loads(ask.stdout)["new_public_key"]
     new_seed = (secrets / "v1.next.seed").read_text().strip()

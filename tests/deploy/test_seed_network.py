@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -26,7 +23,7 @@ from dlnet import seed as sd
 from dlnet.chain import Horizon
 from dlnet.core_admin import CoreAdmin
 from dlnet.testnet import Deployment
-from tests.conftest import ROOT
+from tests.network import run_cli
 
 pytestmark = pytest.mark.stellar
 
@@ -36,18 +33,9 @@ HOLDERS = 1000
 SIZE = 600
 
 
-def dlnet(dep: Deployment, *args: str, timeout: float = 240) -> dict:
-    """The CLI in a subprocess, as an operator runs it; stderr (progress) goes to the environment's logs."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlnet", *args, "-i", str(dep.inventory), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "DLNET_STATE_DIR": str(dep.state)},
-        timeout=timeout,
-        check=False,
-    )
-    (dep.logs / f"dlnet-{args[0]}-{time.time():.0f}.log").write_text(proc.stderr)
+def dlnet(dep: Deployment, *args: str) -> dict:
+    """The CLI's --json answer; the run must succeed."""
+    proc = run_cli(dep, *args, "--json", timeout=240)
     assert proc.returncode == 0, f"dlnet {' '.join(args)} failed: {proc.stderr[-3000:]}"
     return dict(json.loads(proc.stdout))
 

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -25,6 +24,7 @@ from dlnet import day2
 from dlnet.core_admin import CoreAdmin
 from dlnet.testnet import Deployment, build_images, real_stellar_core, validators_inventory
 from tests.conftest import ROOT, skip_or_fail
+from tests.network import run_cli
 
 ENV = "tune"
 NEEDS = "needs the real stellar-core: put it in artifacts/stellar-core or set STELLAR_CORE_BIN, then make test"
@@ -38,20 +38,10 @@ pytestmark = pytest.mark.stellar
 
 
 def dlnet(dep: Deployment, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], float]:
-    """The CLI in a subprocess, as an operator runs it; stderr (progress) goes to the environment's logs."""
+    """The CLI with --json, and how long it took."""
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlnet", *args, "-i", str(dep.inventory), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "DLNET_STATE_DIR": str(dep.state)},
-        timeout=timeout,
-        check=False,
-    )
-    took = time.monotonic() - start
-    (dep.logs / f"dlnet-{args[0]}.log").write_text(proc.stderr)
-    return proc, took
+    proc = run_cli(dep, *args, "--json", timeout=timeout)
+    return proc, time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
