@@ -3,7 +3,8 @@
 Issue 12's done-when: a wiped validator restored from a backup and one restored from history both end on the
 same ledger hash as the others. Also: a tampered backup and another network's backup are refused before
 anything is touched, the backup's files are private and hold no secret in the clear, nothing secret reaches
-the output, and Horizon's dump restores. Every test leaves the network with all validators Synced!.
+the output, Horizon's dump restores, and `restore --postgres` puts it back under the running Horizon, which
+re-ingests to the validators' chain. Every test leaves the network with all validators Synced!.
 """
 
 from __future__ import annotations
