@@ -423,3 +423,96 @@ def restore_validator(
     if v is not None:
         out["backup_ledger"] = v.manifest["validators"].get(validator, {})
     return out
+
+
+def postgres_dumps(v: Verified, host: str) -> dict[str, str]:
+    """The backup's dumps of one PostgreSQL host: database -> file name (`postgres/<host>-<db>.dump`; database
+    names hold no dash, so the last one separates them)."""
+    out: dict[str, str] = {}
+    for name, meta in v.manifest["files"].items():
+        if meta.get("kind") != "postgres-dump" or not name.endswith(".dump"):
+            continue
+        owner, _, db = name[len("postgres/") : -len(".dump")].rpartition("-")
+        if owner == host:
+            out[db] = name
+    return out
+
+
+def check_postgres(v: Verified, net: Network, host: str, databases: list[str] | None = None) -> dict[str, str]:
+    """What `restore --postgres HOST` would restore (database -> file), or one line saying why not. Runs before
+    anything is touched: the host is a PostgreSQL host of the inventory, the backup holds its dumps, and every
+    database to restore is one the inventory has there."""
+    hosts = {p.name: p for p in net.postgres} if net.components.postgres else {}
+    if host not in hosts:
+        raise DlnetError(
+            f"restore --postgres {host}: no PostgreSQL host {host!r} in {net.inventory or net.env} — expected one of"
+            f" {sorted(hosts)}; pass one of those (group `postgres`, with dlnet_components.postgres on)"
+        )
+    dumps = postgres_dumps(v, host)
+    if not dumps:
+        held = sorted(n for n, m in v.manifest["files"].items() if m.get("kind") == "postgres-dump")
+        raise DlnetError(
+            f"restore --postgres {host}: the backup {v.path} holds no dump of {host} — expected"
+            f" postgres/{host}-<database>.dump, got {held or 'no dumps at all'}; use a backup taken while {host} ran"
+        )
+    wanted = databases or sorted(dumps)
+    missing = [db for db in wanted if db not in dumps]
+    if missing:
+        raise DlnetError(
+            f"restore --postgres {host} --database {','.join(missing)}: not in the backup — expected one of"
+            f" {sorted(dumps)}; pick from those"
+        )
+    unknown = [db for db in wanted if db not in hosts[host].databases]
+    if unknown:
+        raise DlnetError(
+            f"restore --postgres {host}: the backup has database(s) {unknown} that {host} does not have in"
+            f" {net.inventory or net.env} (postgres_databases {hosts[host].databases}) — add them to"
+            f" postgres_databases and run make up, or leave them out with --database"
+            f" {','.join(db for db in wanted if db not in unknown) or 'NAME'}"
+        )
+    return {db: dumps[db] for db in wanted}
+
+
+def restore_postgres(
+    v: Verified,
+    net: Network,
+    host: str,
+    extra_vars: list[str] | None,
+    log_dir: Path,
+    databases: list[str] | None = None,
+) -> dict[str, Any]:
+    """Restore one PostgreSQL host's databases from the backup into the running network. The dumps are decrypted
+    here into 0600 files of a 0700 temporary directory (deleted whatever happens); deploy/restore-postgres.yml
+    stops each database's consumers (Horizon, the dlnet services), runs `pg_restore --clean --if-exists` in one
+    transaction inside the PostgreSQL container, starts the consumers again and waits until Horizon ingests past
+    the ledger it held before."""
+    plan = check_postgres(v, net, host, databases)
+    start = time.monotonic()
+    state = state_dir(net.env)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="dlnet-restore-pg-", dir=state) as tmp:
+        os.chmod(tmp, 0o700)
+        files: dict[str, str] = {}
+        for db, name in plan.items():
+            files[db] = str(Path(tmp) / f"{db}.dump")
+            v.decrypt(name, Path(files[db]))
+        decrypted = round(time.monotonic() - start, 1)
+        # The playbook's record: postgres.json (restore timings), horizon-<host>.json (its ledgers, catch-up time),
+        # services-<host>.json (which it stopped and started).
+        report = Path(tmp) / "report"
+        report.mkdir(mode=0o700)
+        extra = {
+            "dlnet_restore_postgres_host": host,
+            "dlnet_restore_postgres_dumps": files,
+            "dlnet_restore_postgres_report": str(report),
+        }
+        run_playbook(net, "restore-postgres.yml", extra, extra_vars, log_dir / f"restore-postgres-{host}.log")
+        hosts = {p.stem: json.loads(p.read_text()) for p in sorted(report.glob("*.json"))}
+    return {
+        "host": host,
+        "databases": {db: v.manifest["files"][name]["size"] for db, name in plan.items()},
+        "decrypt_seconds": decrypted,
+        "restore": hosts.pop("postgres", {}),
+        "consumers": hosts,
+        "seconds": round(time.monotonic() - start, 1),
+    }

@@ -167,6 +167,8 @@ class HorizonNode(Host):
 
 class PostgresNode(Host):
     port: PortNumber
+    # postgres_databases (the postgres role's default: Horizon's only).
+    databases: list[str] = ["horizon"]
 
 
 class IpfsNode(Host):
@@ -379,7 +381,11 @@ class Network(_Strict):
                 for n in hosts(GROUPS["stellar_core"])
             ],
             "horizon": [host(n, port="horizon_port") for n in hosts(GROUPS["horizon"])],
-            "postgres": [host(n, port="postgres_port") for n in hosts(GROUPS["postgres"])],
+            "postgres": [
+                host(n, port="postgres_port")
+                | {"databases": hostvars.get(n, {}).get("postgres_databases") or ["horizon"]}
+                for n in hosts(GROUPS["postgres"])
+            ],
             "ipfs": [
                 host(
                     n,

@@ -57,6 +57,17 @@ def restore(
     validator: Annotated[
         str | None, typer.Option("--validator", help="Bring back this validator (on a wiped host).")
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            help="Restore this PostgreSQL host's databases into the running network (their users stopped meanwhile).",
+        ),
+    ] = None,
+    databases: Annotated[
+        list[str] | None,
+        typer.Option("--database", help="With --postgres: only this database (repeatable; default: all its dumps)."),
+    ] = None,
     from_history: Annotated[
         bool, typer.Option(help="No backup: the validator catches up from the other validators' archives.")
     ] = False,
@@ -71,7 +82,8 @@ def restore(
     ] = False,
     as_json: Json = False,
 ) -> None:
-    """Verify a backup (passphrase, sha256 of every file, same network), then restore secrets and a validator."""
+    """Verify a backup (passphrase, sha256 of every file, same network), then restore secrets, a validator, and
+    a PostgreSQL host's databases."""
     net = load_network(inventory, extra_vars)
     if from_history:
         if source is not None or validator is None:
@@ -94,6 +106,10 @@ def restore(
         v.decrypt(extract, to)
         emit(as_json, {**result, "extracted": extract, "to": str(to)}, f"{extract} -> {to} (0600)")
         return
+    if databases and postgres is None:
+        raise DlnetError("restore --database: expected --postgres HOST with it (the host whose dump to restore)")
+    if postgres is not None:
+        bk.check_postgres(v, net, postgres, databases)  # refused here, before the secrets are touched
     if not verify_only:
         if secrets:
             done = bk.restore_secrets(v, net, force=force)
@@ -106,7 +122,28 @@ def restore(
             lines.append(
                 f"{validator}: restored at ledger {out['backup_ledger'].get('num')}, Synced! in {out['seconds']} s"
             )
+        if postgres is not None:
+            progress(f"restoring the databases of {postgres} from {source} (their consumers stopped meanwhile)")
+            pg = bk.restore_postgres(v, net, postgres, extra_vars, _log_dir(net.env), databases)
+            result["postgres"] = pg
+            lines.append(_postgres_line(pg))
     emit(as_json, result, "\n".join(lines))
+
+
+def _postgres_line(pg: dict[str, object]) -> str:
+    dbs = pg["databases"]
+    assert isinstance(dbs, dict)
+    text = f"{pg['host']}: restored {', '.join(f'{d} ({n / 1e6:.1f} MB)' for d, n in dbs.items())} in {pg['seconds']} s"
+    consumers = pg.get("consumers")
+    for name, rec in sorted(consumers.items()) if isinstance(consumers, dict) else []:
+        if name.startswith("horizon-"):
+            text += (
+                f"; {name[len('horizon-') :]} ingesting from ledger {rec.get('answered_at')} past {rec.get('held')}"
+                f" (held before) in {rec.get('seconds_to_pass_held')} s"
+            )
+        elif rec.get("restarted"):
+            text += f"; restarted {', '.join(rec['restarted'])}"
+    return text
 
 
 def _log_dir(env: str) -> Path:

@@ -3,7 +3,8 @@
 Issue 12's done-when: a wiped validator restored from a backup and one restored from history both end on the
 same ledger hash as the others. Also: a tampered backup and another network's backup are refused before
 anything is touched, the backup's files are private and hold no secret in the clear, nothing secret reaches
-the output, and Horizon's dump restores. Every test leaves the network with all validators Synced!.
+the output, Horizon's dump restores, and `restore --postgres` puts it back under the running Horizon, which
+re-ingests to the validators' chain. Every test leaves the network with all validators Synced!.
 """
 
 from __future__ import annotations
@@ -284,3 +285,101 @@ def test_horizon_dump_restores_into_a_scratch_database(ops_network, backed_up, t
         )
     finally:
         sql("DROP DATABASE IF EXISTS restore_check")
+
+
+def _horizon(path: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{ops_ports().horizon}{path}", timeout=10)
+
+
+def _create_account(dep: Deployment) -> tuple[str, int]:
+    """A new account through Horizon (funded by the kit's funder): its key and the ledger that created it."""
+    from stellar_sdk import Keypair, Network, Server, TransactionBuilder
+
+    from dlnet.config import load_network
+
+    passphrase = load_network(dep.inventory).passphrase
+    funder = Keypair.from_secret((dep.state / OPS_ENV / "secrets" / "funder.seed").read_text().strip())
+    server = Server(f"http://127.0.0.1:{ops_ports().horizon}")
+    new = Keypair.random()
+    tx = (
+        TransactionBuilder(server.load_account(funder.public_key), Network(passphrase).network_passphrase, 100)
+        .append_create_account_op(new.public_key, "20")
+        .set_timeout(60)
+        .build()
+    )
+    tx.sign(funder)
+    return new.public_key, int(server.submit_transaction(tx)["ledger"])
+
+
+def test_restore_postgres_brings_horizon_back_on_the_same_history(ops_network, backed_up) -> None:
+    """Horizon's database restored from the backup into the running network: Horizon stops, gets the backup's
+    (older) database, starts, ingests again past the ledger it held, and serves the validators' history."""
+    dump_ledger = min(x["num"] for x in backed_up["manifest"]["validators"].values())  # in the dump (taken after)
+    account, created_in = _create_account(ops_network)  # after the backup: not in the dump
+    num, _ = same_ledger()  # Horizon has ingested past the account's ledger
+    assert num >= created_in
+    held = _horizon("/").json()["history_latest_ledger"]
+    assert _horizon(f"/accounts/{account}").status_code == 200
+    start = time.monotonic()
+    proc = _run(
+        ops_network,
+        "restore",
+        str(backed_up["path"]),
+        "--postgres",
+        "pg1",
+        "--passphrase-file",
+        str(backed_up["pfile"]),
+    )
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pg = json.loads(proc.stdout)["postgres"]
+    horizon = pg["consumers"]["horizon-horizon1"]
+    restored = pg["restore"]["horizon_ledger"]["horizon"]
+    # The database went back to the backup's point, before the account; Horizon then ingested past `held`.
+    assert dump_ledger <= restored < created_in <= held, (dump_ledger, restored, created_in, held)
+    assert horizon["held"] >= held and horizon["latest"] > horizon["held"] and not horizon["failed"], horizon
+    # The same history as the validators: a ledger from before the backup, the account's, and the latest.
+    caught = time.monotonic()
+    latest, latest_hash = same_ledger(timeout=120)
+    for seq in (dump_ledger, created_in):
+        got = _horizon(f"/ledgers/{seq}").json()["hash"]
+        want = _ledger_hash_from_validators(seq)
+        assert got == want, f"ledger {seq}: Horizon {got}, validators {want}"
+    assert _horizon(f"/ledgers/{latest}").json()["hash"] == latest_hash
+    assert _horizon(f"/accounts/{account}").status_code == 200, "the account's creation was not ingested again"
+    ledgers = _horizon("/ledgers?order=asc&limit=1").json()["_embedded"]["records"][0]["sequence"]
+    assert ledgers <= dump_ledger, "Horizon lost the history before the backup"
+    # Nothing secret in the output or the restore's log; no decrypted dump left behind.
+    secrets = _secrets(ops_network)
+    log = (ops_network.state / OPS_ENV / "logs" / "restore-postgres-pg1.log").read_text()
+    assert not any(s.decode() in text for s in secrets for text in [proc.stdout + proc.stderr, log])
+    assert not list((ops_network.state / OPS_ENV).glob("dlnet-restore-pg-*"))
+    assert not list((Path("/var/lib/dlnet") / OPS_ENV / "backup").rglob("restore-*.dump"))
+    print(
+        f"\nrestore --postgres: dump {pg['databases']['horizon'] / 1e6:.2f} MB, pg_restore"
+        f" {pg['restore']['seconds']['horizon']}, command {took:.1f} s; Horizon from ledger {restored}"
+        f" (held {held}) answered in {horizon['seconds_to_answer']} s, past {horizon['held']} in"
+        f" {horizon['seconds_to_pass_held']} s, on the validators' ledger {latest}"
+        f" {time.monotonic() - caught + horizon['seconds_to_pass_held']:.1f} s after the start"
+    )
+
+
+def _ledger_hash_from_validators(seq: int) -> str:
+    """A validator's hash of ledger `seq`, from its published history archive (the checkpoint file holding it)."""
+    import gzip
+
+    checkpoint = (seq // 8 + 1) * 8 - 1  # 1 s ledgers: a checkpoint every 8
+    name = f"{checkpoint:08x}"
+    url = f"http://127.0.0.1:{ops_ports().history}/ledger/{name[0:2]}/{name[2:4]}/{name[4:6]}/ledger-{name}.xdr.gz"
+    published(0, above=checkpoint - 1, timeout=60)
+    data = gzip.decompress(httpx.get(url, timeout=10).content)
+    from stellar_sdk.xdr import LedgerHeaderHistoryEntry
+
+    pos = 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+        entry = LedgerHeaderHistoryEntry.from_xdr_bytes(data[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+        if entry.header.ledger_seq.uint32 == seq:
+            return entry.hash.hash.hex()
+    raise AssertionError(f"ledger {seq} not in checkpoint {checkpoint}")
