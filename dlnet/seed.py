@@ -252,10 +252,20 @@ class Pace:
         self.permits = self.cap
         self.cond = threading.Condition()
         self.stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         seen = self.core.ledger(max_age=0)
-        threading.Thread(target=self._run, args=(seen,), name="seed-pace", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(seen,), name="seed-pace", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop admitting and wait for the thread (it polls the validators through `core`, closed after)."""
+        self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def _run(self, seen: int) -> None:
         while not self.stop.is_set():
@@ -425,7 +435,7 @@ class Chain:
                 t.join()
         finally:
             if pace is not None:
-                pace.stop.set()
+                pace.close()
         if failures:
             raise failures[0]
 
