@@ -121,6 +121,7 @@ def report(deployment: Deployment, pg_cluster: Any, tmp_path_factory: pytest.Tem
             rep["_keys"] = keys
             rep["plot"] = str(demo.plot(rep, d / "demo.png"))
             t1 = time.monotonic()
+            rep["_ipfs_down"] = ipfs[-1]
             refusals = _refusals(rep, tx, comp)
             t2 = time.monotonic()
             rep["_cli"] = _cli_round(tx, comp, comp_url, bridge_url, _secret(d, "bridge-token", TOKEN), dlc_issuer)
@@ -236,7 +237,43 @@ def _refusals(rep: dict[str, Any], tx: Transactor, comp: Compliance) -> dict[str
         except InputError as exc:
             found[who] = str(exc)
     found["strikes"] = m.strikes(h, bad)
+    found.update(_forgeries(rep, tx, cid))
     return found
+
+
+def _forgeries(rep: dict[str, Any], tx: Transactor, cid: str) -> dict[str, Any]:
+    """What a partner or validator does with forged or tampered evidence, on the real chain and swarm: the
+    initiator's real memo transaction (control), the same envelope re-signed by another key, a real memo
+    transaction of another account presented as the initiator's, and the checkpoint's real bytes altered
+    after its CID went on chain. Each refusal's text is kept for the assertions."""
+    from stellar_sdk import TransactionEnvelope
+
+    from dlnet.market.protocol import ForgedError, memo_cid, verify_envelope
+
+    h, out = tx.h, {}
+    mine = [t for t in h.records(f"/accounts/{rep['initiator']}/transactions") if memo_cid(t) == cid]
+    theirs = next(t for p in rep["malicious"] for t in h.records(f"/accounts/{p}/transactions") if memo_cid(t))
+    real = mine[-1]
+    out["authentic"] = verify_envelope(real["envelope_xdr"], tx.passphrase, rep["initiator"], real["hash"]).hash_hex()
+    out["authentic_hash"] = real["hash"]
+    resigned = TransactionEnvelope.from_xdr(real["envelope_xdr"], tx.passphrase)
+    resigned.signatures = []
+    resigned.sign(Keypair.random())
+    for case, xdr, tx_hash in (("resigned", resigned.to_xdr(), None), ("foreign", theirs["envelope_xdr"], None)):
+        try:
+            verify_envelope(xdr, tx.passphrase, rep["initiator"], tx_hash)
+            out[case] = "accepted"
+        except ForgedError as exc:
+            out[case] = str(exc)
+    with closing(Ipfs(rep["_ipfs_down"])) as down:
+        data = down.cat(cid)
+    out["served_ok"] = cid_of(data) == cid
+    try:
+        ck.verify(data[:-1] + bytes([data[-1] ^ 1]), cid)  # one bit changed after the CID was recorded
+        out["tampered"] = "accepted"
+    except ck.CheckpointError as exc:
+        out["tampered"] = str(exc)
+    return out
 
 
 def test_fused_model_beats_the_start_and_every_honest_partner_alone(report) -> None:  # type: ignore[no-untyped-def]
@@ -302,6 +339,15 @@ def test_stake_is_enforced_by_the_ledger_and_the_compliance_service(report) -> N
     assert "stake offer of 10 DLC too small" in r["understaked"] and "3 strike(s)" in r["understaked"], r
     assert "at least 80.0000000" in r["understaked"], r["understaked"]
     assert "not KYC-approved" in r["unapproved"], r["unapproved"]
+
+
+def test_forged_memo_transactions_and_tampered_checkpoints_are_refused_with_the_reason(report) -> None:  # type: ignore[no-untyped-def]
+    r = report["_refusals"]
+    assert r["authentic"] == r["authentic_hash"]  # the initiator's real memo transaction passes
+    assert "not signed by" in r["resigned"] and report["initiator"] in r["resigned"], r["resigned"]
+    assert "expected " + report["initiator"] in r["foreign"] and "refused" in r["foreign"], r["foreign"]
+    assert r["served_ok"]  # the swarm served the bytes the memo names ...
+    assert "tampered" in r["tampered"] and "expected " + report["rounds"][-1]["checkpoint"] in r["tampered"]
 
 
 def test_validators_paid_through_the_bridge(report) -> None:  # type: ignore[no-untyped-def]
