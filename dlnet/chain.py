@@ -209,6 +209,11 @@ def codes_text(codes: dict[str, Any]) -> str:
 
 
 RETRYABLE = (429, 503)
+# Horizon's HTTP server closes a keep-alive connection after 5 s idle (http.Server ReadTimeout 5 s, no
+# IdleTimeout: services/horizon/internal/httpx/server.go). httpx keeps idle connections for 5 s too, so a
+# request sent on a connection idle for about 5 s (a wait for the next ledger) met a close: ReadError.
+# Drop idle connections sooner than Horizon does.
+HORIZON_KEEPALIVE_SECONDS = 4.0
 
 
 class Horizon:
@@ -232,7 +237,11 @@ class Horizon:
         self.sleep = sleep
         self.progress = progress
         self.requests = 0  # HTTP requests sent (for `seed reads less` tests and benches)
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False)
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(keepalive_expiry=HORIZON_KEEPALIVE_SECONDS),
+            trust_env=False,
+        )
 
     def close(self) -> None:
         self.client.close()

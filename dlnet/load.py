@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
 
-from dlnet.chain import CoreTx, core_verdict
+from dlnet.chain import HORIZON_KEEPALIVE_SECONDS, CoreTx, core_verdict
 from dlnet.core_admin import CoreAdmin, CoreAdminError, Info
 from dlnet.errors import DlnetError
 
@@ -451,7 +451,8 @@ async def _submit_all(job: Job, blobs: list[str], res: WorkerResult) -> None:
     codes: Counter[str] = Counter()
     limit = asyncio.Semaphore(HORIZON_CONCURRENCY if job.horizon else CORE_CONCURRENCY)
     timeout = httpx.Timeout(60.0 if job.horizon else 10.0)
-    limits = httpx.Limits(max_connections=HORIZON_CONCURRENCY if job.horizon else CORE_CONCURRENCY)
+    limits = httpx.Limits(max_connections=HORIZON_CONCURRENCY if job.horizon else CORE_CONCURRENCY,
+                          keepalive_expiry=HORIZON_KEEPALIVE_SECONDS)
     async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
 
         async def one(i: int, blob: str) -> None:
@@ -502,8 +503,14 @@ async def _core_submit(client: httpx.AsyncClient, url: str, blob: str) -> tuple[
 
 
 async def _horizon_submit(client: httpx.AsyncClient, url: str, blob: str) -> tuple[str, str | None]:
-    """Horizon 2.26 answers once the transaction is in a ledger: 200 = applied, 400 = refused (result codes)."""
-    resp = await client.post(f"{url}/transactions", data={"tx": blob})
+    """Horizon 2.26 answers once the transaction is in a ledger: 200 = applied, 400 = refused (result codes).
+
+    A connection Horizon closed as we reused it (ReadError, RemoteProtocolError) is retried once: sending the
+    same envelope again is safe, Horizon answers a hash it knows with that transaction's result."""
+    try:
+        resp = await client.post(f"{url}/transactions", data={"tx": blob})
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+        resp = await client.post(f"{url}/transactions", data={"tx": blob})
     if resp.status_code == 200:
         return "PENDING", None
     if resp.status_code == 429:

@@ -313,3 +313,40 @@ def test_fast_signer_makes_the_envelopes_stellar_sdk_makes(offers):
                  1 << 32, index=1)
     fast, sdk = ld.sign_all(job), ld.sign_all_sdk(job)
     assert fast == sdk and len(set(fast[0])) == 60
+
+
+def test_horizon_submission_retries_a_connection_horizon_closed_as_it_was_reused():
+    """Horizon closes idle keep-alive connections after 5 s; a submission that met such a close is sent once
+    more (Horizon answers a hash it knows with its result), a second failure is reported as such."""
+    import asyncio
+
+    import httpx
+
+    from dlnet import load as ld
+
+    def client(failures: int) -> tuple[httpx.AsyncClient, list[str]]:
+        seen: list[str] = []
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            seen.append(request.content.decode())
+            if len(seen) <= failures:
+                raise httpx.ReadError("connection closed by peer", request=request)
+            return httpx.Response(200, json={"successful": True})
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(handle)), seen
+
+    c, seen = client(1)
+    assert asyncio.run(ld._horizon_submit(c, "http://horizon", "AAAA")) == ("PENDING", None)
+    assert seen == ["tx=AAAA", "tx=AAAA"]  # the same envelope, twice
+    c, seen = client(2)
+    with pytest.raises(httpx.ReadError):
+        asyncio.run(ld._horizon_submit(c, "http://horizon", "AAAA"))
+    assert len(seen) == 2
+
+
+def test_horizon_clients_drop_idle_connections_before_horizon_does():
+    from dlnet.chain import HORIZON_KEEPALIVE_SECONDS, Horizon
+
+    assert HORIZON_KEEPALIVE_SECONDS < 5.0  # Horizon's http.Server ReadTimeout (its idle limit)
+    with Horizon("http://horizon.invalid") as h:
+        assert h.client._transport._pool._keepalive_expiry == HORIZON_KEEPALIVE_SECONDS
