@@ -10,11 +10,9 @@ re-ingests to the validators' chain. Every test leaves the network with all vali
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +20,7 @@ import httpx
 import pytest
 
 from dlnet import backup as bk
-from tests.conftest import ROOT
-from tests.network import OPS_ENV, Deployment, ops_ports
+from tests.network import OPS_ENV, Deployment, ops_ports, run_cli
 
 pytestmark = pytest.mark.stellar
 
@@ -33,16 +30,7 @@ VICTIM_INDEX = 2
 
 
 def _run(dep: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DLNET_STATE_DIR": str(dep.state), "DLNET_DEBUG": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "dlnet", *args, "-i", str(dep.inventory), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
-        timeout=600,
-    )
+    return run_cli(dep, *args, "--json")
 
 
 def _admin(i: int) -> str:
