@@ -350,3 +350,33 @@ def test_horizon_clients_drop_idle_connections_before_horizon_does():
     assert HORIZON_KEEPALIVE_SECONDS < 5.0  # Horizon's http.Server ReadTimeout (its idle limit)
     with Horizon("http://horizon.invalid") as h:
         assert h.client._transport._pool._keepalive_expiry == HORIZON_KEEPALIVE_SECONDS
+
+
+def test_core_endpoint_speaks_one_request_per_connection_as_stellar_core_does(core_factory):
+    """The load generator's own submitter: stellar-core (and its double) answer one request per connection."""
+    import asyncio
+    import socket
+
+    from stellar_sdk import Account, Keypair, TransactionBuilder
+
+    from dlnet import load as ld
+
+    core = core_factory(1, protocol_version=19)
+    [node] = core.nodes.values()
+    kp = Keypair.random()
+    env = (TransactionBuilder(Account(kp.public_key, 1), core.passphrase, base_fee=100)
+           .append_bump_sequence_op(5).set_timeout(0).build())
+    env.sign(kp)
+    ep = ld.CoreEndpoint.of(core.url(node.name))
+
+    async def both() -> list[tuple[str, str | None]]:
+        return [await ep.submit(env.to_xdr()), await ep.submit(env.to_xdr()), await ep.submit("not+xdr/==")]
+
+    assert asyncio.run(both()) == [("PENDING", None), ("DUPLICATE", None), ("ERROR", "exception")]
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = ld.CoreEndpoint("127.0.0.1", s.getsockname()[1], timeout=2)
+    with pytest.raises(OSError):
+        asyncio.run(closed.submit(env.to_xdr()))
+    with pytest.raises(ld.LoadError, match="expected http://HOST:PORT"):
+        ld.CoreEndpoint.of("https://core:11626")
