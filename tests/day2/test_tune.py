@@ -315,33 +315,47 @@ def test_fast_signer_makes_the_envelopes_stellar_sdk_makes(offers):
     assert fast == sdk and len(set(fast[0])) == 60
 
 
-def test_horizon_submission_retries_a_connection_horizon_closed_as_it_was_reused():
-    """Horizon closes idle keep-alive connections after 5 s; a submission that met such a close is sent once
-    more (Horizon answers a hash it knows with its result), a second failure is reported as such."""
+def test_horizon_submission_reads_horizon_2_26_answers():
+    """Through Horizon: 200 applied, 400 with result codes refused, 504 timed out, no answer unreachable."""
     import asyncio
-
-    import httpx
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from dlnet import load as ld
 
-    def client(failures: int) -> tuple[httpx.AsyncClient, list[str]]:
-        seen: list[str] = []
+    seen: list[str] = []
+    answers = {"AAAA": (200, b'{"successful": true}'),
+               "BBBB": (400, b'{"extras": {"result_codes": {"transaction": "tx_bad_seq"}}}'),
+               "CCCC": (400, b'{"extras": {"result_codes": {"transaction": "tx_try_again_later"}}}'),
+               "DDDD": (504, b'{"status": 504}'), "EEEE": (500, b"oops")}
 
-        def handle(request: httpx.Request) -> httpx.Response:
-            seen.append(request.content.decode())
-            if len(seen) <= failures:
-                raise httpx.ReadError("connection closed by peer", request=request)
-            return httpx.Response(200, json={"successful": True})
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            form = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            seen.append(self.path + " " + form + " " + self.headers["Content-Type"])
+            code, body = answers[form.removeprefix("tx=")]
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-        return httpx.AsyncClient(transport=httpx.MockTransport(handle)), seen
+        def log_message(self, *_a: object) -> None:
+            pass
 
-    c, seen = client(1)
-    assert asyncio.run(ld._horizon_submit(c, "http://horizon", "AAAA")) == ("PENDING", None)
-    assert seen == ["tx=AAAA", "tx=AAAA"]  # the same envelope, twice
-    c, seen = client(2)
-    with pytest.raises(httpx.ReadError):
-        asyncio.run(ld._horizon_submit(c, "http://horizon", "AAAA"))
-    assert len(seen) == 2
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ep = ld.Endpoint("127.0.0.1", srv.server_address[1], timeout=5)
+
+        async def every() -> list[tuple[str, str | None]]:
+            return list(await asyncio.gather(*(ep.horizon_submit(b) for b in answers)))
+
+        got = asyncio.run(every())
+    finally:
+        srv.shutdown()
+    assert got == [("PENDING", None), ("ERROR", "tx_bad_seq"), ("TRY_AGAIN_LATER", "tx_try_again_later"),
+                   ("TIMEOUT", None), ("ERROR", "HTTP 500")]
+    assert sorted(seen)[0] == "/transactions tx=AAAA application/x-www-form-urlencoded"
 
 
 def test_horizon_clients_drop_idle_connections_before_horizon_does():
@@ -367,16 +381,16 @@ def test_core_endpoint_speaks_one_request_per_connection_as_stellar_core_does(co
     env = (TransactionBuilder(Account(kp.public_key, 1), core.passphrase, base_fee=100)
            .append_bump_sequence_op(5).set_timeout(0).build())
     env.sign(kp)
-    ep = ld.CoreEndpoint.of(core.url(node.name))
+    ep = ld.Endpoint.of(core.url(node.name))
 
     async def both() -> list[tuple[str, str | None]]:
-        return [await ep.submit(env.to_xdr()), await ep.submit(env.to_xdr()), await ep.submit("not+xdr/==")]
+        return [await ep.core_submit(b) for b in (env.to_xdr(), env.to_xdr(), "not+xdr/==")]
 
     assert asyncio.run(both()) == [("PENDING", None), ("DUPLICATE", None), ("ERROR", "exception")]
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        closed = ld.CoreEndpoint("127.0.0.1", s.getsockname()[1], timeout=2)
+        closed = ld.Endpoint("127.0.0.1", s.getsockname()[1], timeout=2)
     with pytest.raises(OSError):
-        asyncio.run(closed.submit(env.to_xdr()))
+        asyncio.run(closed.core_submit(env.to_xdr()))
     with pytest.raises(ld.LoadError, match="expected http://HOST:PORT"):
-        ld.CoreEndpoint.of("https://core:11626")
+        ld.Endpoint.of("https://core:11626")
