@@ -47,7 +47,7 @@ MAX_OPS_PER_TX = 100
 LOAD_ASSET_CODE = "LOAD"
 STATUSES = ("PENDING", "DUPLICATE", "TRY_AGAIN_LATER", "ERROR")
 CORE_CONCURRENCY = 24  # requests in flight per worker process to stellar-core's admin port
-HORIZON_CONCURRENCY = 1500  # Horizon 2.26 answers a submission only once the ledger closed (~5 s)
+HORIZON_CONCURRENCY = 4000  # per process: Horizon 2.26 answers a submission once its ledger is ingested (5-12 s)
 HORIZON_WAIT_SECONDS = 60.0  # longest wait for Horizon's answer to one submission
 
 
