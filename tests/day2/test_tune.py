@@ -92,6 +92,30 @@ def test_binary_search_finds_the_knee_and_applies_its_size():
     assert sizes[0] == spec.size_for(1600)
 
 
+def test_an_idle_baseline_above_the_close_target_is_measured_again_then_refused():
+    """Limits are idle x (1 + slo): an idle network already a nomination round late (p50 6 s at a 5 s
+    target, seen once on the bench) would let every step through."""
+    spec = tn.Spec(max_rate=400, steps=2, window=15, idle_window=15)
+    late = tn.Idle(p50=6.0, p95=6.0, ledgers=10)
+    idles = iter([late, IDLE])
+    sizes: list[int] = []
+    said: list[str] = []
+    out = tn.run(spec, size_before=100, measure_idle=lambda: next(idles), measure_step=lambda r, s: _m(r),
+                 set_size=sizes.append, progress=said.append)
+    assert out.idle == IDLE and any("measuring idle again" in m for m in said)
+    calls = []
+
+    def always_late() -> tn.Idle:
+        calls.append(1)
+        return late
+
+    sizes.clear()
+    with pytest.raises(tn.TuneError, match=r"p50 6.00s, more than 5% above its 5s target"):
+        tn.run(spec, size_before=100, measure_idle=always_late, measure_step=lambda r, s: _m(r),
+               set_size=sizes.append)
+    assert len(calls) == 1 + tn.IDLE_REMEASURES and sizes == []  # bounded, and nothing changed
+
+
 def test_top_of_range_accepted_stops_at_once():
     out, sizes = _run(tn.Spec(max_rate=400, steps=5, window=15, idle_window=15), lambda r: _m(r))
     assert [s.rate for s in out.steps] == [400]
