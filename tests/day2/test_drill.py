@@ -231,3 +231,52 @@ def test_sigterm_interrupts_like_ctrl_c_so_the_restore_runs() -> None:
     with pytest.raises(KeyboardInterrupt):
         _with_sigterm_as_ctrl_c(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize(
+    ("cut", "attempts", "outcome"),
+    [([0, 3], 2, "pass"), ([0, 0, 0], 3, "fail"), ([5], 1, "pass")],
+)
+def test_service_kill_kills_again_when_no_write_was_in_flight(tmp_path, monkeypatch, cut, attempts, outcome) -> None:
+    """A kill that lands between two requests tests nothing mid-request: the fault kills again, at most
+    KILL_ATTEMPTS times, and says it failed only when no kill ever hit a request."""
+    from dlnet.config import ServicesNode
+
+    sim = Sim()
+    d = drill(sim, Ops(sim), services=[ServicesNode(name="svc1", address="127.0.0.1")])
+    d.secrets_dir = tmp_path
+    (tmp_path / "federation.admin_token").write_text("token\n")
+    monkeypatch.setattr(d, "container", lambda host, component: f"dlnet-t-{component}-{host}")
+    runs = iter(cut)
+
+    def one_kill(url: str, name: str, token: str) -> dr.KillRun:
+        n = next(runs)
+        want = {f"r{i}": {"account_id": "G", "memo_type": "id", "memo": str(i)} for i in range(10)}
+        return dr.KillRun(want, set(list(want)[:4]), set(), {f"r{i}" for i in range(n)}, dict(want), {}, 1.5)
+
+    monkeypatch.setattr(d, "_kill_amid_writes", one_kill)
+    r = dr.Result("service-kill", "pass", "")
+    d.service_kill(r)
+    assert r.outcome == outcome and r.facts["attempts"] == attempts
+    assert ("no write was in flight" in r.detail) == (outcome == "fail")
+
+
+def test_service_kill_does_not_kill_again_over_a_lost_write(tmp_path, monkeypatch) -> None:
+    from dlnet.config import ServicesNode
+
+    sim = Sim()
+    d = drill(sim, Ops(sim), services=[ServicesNode(name="svc1", address="127.0.0.1")])
+    d.secrets_dir = tmp_path
+    (tmp_path / "federation.admin_token").write_text("token\n")
+    monkeypatch.setattr(d, "container", lambda host, component: f"dlnet-t-{component}-{host}")
+    want = {"r0": {"account_id": "G", "memo_type": "id", "memo": "0"}}
+    calls = []
+
+    def lost(url: str, name: str, token: str) -> dr.KillRun:
+        calls.append(1)
+        return dr.KillRun(want, {"r0"}, set(), set(), {}, {}, 1.0)  # acknowledged, then gone
+
+    monkeypatch.setattr(d, "_kill_amid_writes", lost)
+    r = dr.Result("service-kill", "pass", "")
+    d.service_kill(r)
+    assert len(calls) == 1 and r.outcome == "fail" and "acknowledged writes lost" in r.detail
