@@ -53,6 +53,27 @@ class KillRun:
     left: dict[str, dict[str, Any]]
     recovery: float
 
+    def diff(self) -> dict[str, list[str]]:
+        """Records acknowledged but not stored as sent, missing, stored with other content, not ours."""
+        want, stored = self.want, self.stored
+        return {
+            "lost_acknowledged": sorted(n for n in self.acked_at_kill if stored.get(n) != want[n]),
+            "missing": sorted(set(want) - set(stored)),
+            "wrong_content": sorted(n for n in stored if n in want and stored[n] != want[n]),
+            "extra": sorted(set(stored) - set(want)),
+        }
+
+    def damage(self) -> list[str]:
+        """What the kill broke (empty: every record once, with its content, none left after cleanup)."""
+        d, out = self.diff(), []
+        if d["lost_acknowledged"]:
+            out.append(f"acknowledged writes lost: {d['lost_acknowledged'][:5]}")
+        if d["missing"] or d["wrong_content"] or d["extra"]:
+            out.append(f"missing {d['missing'][:5]} wrong {d['wrong_content'][:5]} extra {d['extra'][:5]}")
+        if self.left:
+            out.append(f"{len(self.left)} drill records left after cleanup")
+        return out
+
 # name -> what it proves (the order they run in: validator faults first, each leaving the network healthy).
 FAULTS: dict[str, str] = {
     "tolerated-failures": "stop f validators (f from the quorum analysis): ledgers keep closing",
@@ -862,45 +883,27 @@ class Drill:
         while True:
             attempt += 1
             k = self._kill_amid_writes(url, name, token)
-            clean = k.stored == k.want and not k.left  # every record once, with its content; none left
-            if k.interrupted or not clean or attempt == KILL_ATTEMPTS:
+            if k.interrupted or k.damage() or attempt == KILL_ATTEMPTS:
                 break
-        want, acked_at_kill, unanswered, interrupted, stored, left = (
-            k.want, k.acked_at_kill, k.unanswered, k.interrupted, k.stored, k.left)
         r.recovery_seconds = k.recovery
-        lost = sorted(n for n in acked_at_kill if stored.get(n) != want[n])
-        missing = sorted(set(want) - set(stored))
-        wrong = sorted(n for n in stored if n in want and stored[n] != want[n])
-        extra = sorted(set(stored) - set(want))
-        names_listed = sum(1 for _ in stored)
         r.facts = {
             "service": name,
             "attempts": attempt,
-            "writes": len(want),
-            "acknowledged_before_kill": len(acked_at_kill),
-            "unanswered_retried": len(unanswered),
-            "interrupted_mid_request": len(interrupted),
-            "stored": names_listed,
-            "lost_acknowledged": lost,
-            "missing": missing,
-            "wrong_content": wrong,
-            "extra": extra,
-            "left_after_cleanup": len(left),
+            "writes": len(k.want),
+            "acknowledged_before_kill": len(k.acked_at_kill),
+            "unanswered_retried": len(k.unanswered),
+            "interrupted_mid_request": len(k.interrupted),
+            "stored": len(k.stored),
+            **k.diff(),
+            "left_after_cleanup": len(k.left),
         }
         r.detail = (
-            f"SIGKILL after {len(acked_at_kill)} acknowledged PUTs ({len(interrupted)} cut mid-request,"
-            f" {len(unanswered)} unanswered, retried):"
-            f" {names_listed}/{len(want)} records stored once with their content; none lost"
+            f"SIGKILL after {len(k.acked_at_kill)} acknowledged PUTs ({len(k.interrupted)} cut mid-request,"
+            f" {len(k.unanswered)} unanswered, retried):"
+            f" {len(k.stored)}/{len(k.want)} records stored once with their content; none lost"
         )
-        problems = []
-        if not interrupted:
-            problems.append("no write was in flight at the kill (nothing was tested mid-request)")
-        if lost:
-            problems.append(f"acknowledged writes lost: {lost[:5]}")
-        if missing or wrong or extra:
-            problems.append(f"missing {missing[:5]} wrong {wrong[:5]} extra {extra[:5]}")
-        if left:
-            problems.append(f"{len(left)} drill records left after cleanup")
+        problems = [] if k.interrupted else ["no write was in flight at the kill (nothing was tested mid-request)"]
+        problems += k.damage()
         if problems:
             r.outcome, r.detail = "fail", "; ".join(problems)
 

@@ -173,16 +173,16 @@ def settled_idle(idle: Idle, spec: Spec, measure_idle: Callable[[], Idle], progr
     late (p50 6 s at a 5 s target: measured once on the bench right after deploying and upgrading, while
     the same network's idle p50 was 5.00 s in other runs) would let every step through. Measure again, a
     bounded number of times, then refuse rather than tune against it."""
-    for _ in range(IDLE_REMEASURES):
+    for remeasured in range(IDLE_REMEASURES + 1):
         if idle.p50 <= spec.close_target * (1 + spec.slo):
             return idle
+        if remeasured == IDLE_REMEASURES:
+            break
         progress(
             f"tune: idle close p50 {idle.p50:.2f}s is more than {spec.slo:.0%} above the {spec.close_target:g}s"
             " target — measuring idle again"
         )
         idle = measure_idle()
-    if idle.p50 <= spec.close_target * (1 + spec.slo):
-        return idle
     raise TuneError(
         f"tune: the idle network closes ledgers in p50 {idle.p50:.2f}s, more than {spec.slo:.0%} above its"
         f" {spec.close_target:g}s target ({IDLE_REMEASURES + 1} windows) — expected an idle network near its"
