@@ -113,6 +113,8 @@ class Idle:
     mean: float | None = None
     ledgers: int = 0
     slowest: float | None = None  # the longest idle interval
+    header_mean: float | None = None  # mean whole-second closeTime gap (the upstream measurement's yardstick)
+    timeouts: int | None = None  # timed-out nomination rounds (watched validator)
 
 
 @dataclass
@@ -131,6 +133,8 @@ class Measured:
     errors: int = 0
     ledgers: int = 0
     codes: dict[str, int] = field(default_factory=dict)
+    header_mean: float | None = None
+    timeouts: int | None = None
 
 
 @dataclass
@@ -147,6 +151,10 @@ class Step:
     reason: str
     ledgers: int = 0
     ceiling: bool = False  # the generator could not offer the rate asked
+    # Why a step's close time moved, as the watched validator counted it: each timed-out nomination round
+    # adds a second; the rest of the stretch is nominating (building, fetching, validating) the tx set.
+    timeouts: int | None = None
+    header_mean: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,6 +232,8 @@ def judge(m: Measured, idle: Idle, slo: float, size: int) -> Step:
         "; ".join(reasons) or "within SLO",
         m.ledgers,
         ceiling,
+        m.timeouts,
+        m.header_mean,
     )
 
 
@@ -374,7 +384,12 @@ def run(
         raise
 
 
-HEAD = ("SIZE", "OFFERED tx/s", "APPLIED tx/s", "CLOSE p50", "CLOSE p95", "REFUSED", "OK", "REASON")
+HEAD = ("SIZE", "OFFERED tx/s", "APPLIED tx/s", "CLOSE p50", "CLOSE p95", "NOM. TIMEOUTS", "REFUSED", "OK", "REASON")
+
+
+def _timeouts(timeouts: int | None, ledgers: int) -> str:
+    return "-" if timeouts is None else f"{timeouts}/{ledgers}"
+
 
 
 def _fmt(v: float | None, unit: str = "") -> str:
@@ -388,6 +403,7 @@ def _cells(s: Step) -> tuple[str, ...]:
         _fmt(s.applied_tps),
         _fmt(s.p50, "s"),
         _fmt(s.p95, "s"),
+        _timeouts(s.timeouts, s.ledgers),
         str(s.refused_queue),
         "yes" if s.ok else "no",
         s.reason,
@@ -396,7 +412,10 @@ def _cells(s: Step) -> tuple[str, ...]:
 
 def _row(s: Step) -> str:
     c = _cells(s)
-    return f"tune: size {c[0]} offered {c[1]} applied {c[2]} p50 {c[3]} p95 {c[4]} refused {c[5]}: {c[6]} ({c[7]})"
+    return (
+        f"tune: size {c[0]} offered {c[1]} applied {c[2]} p50 {c[3]} p95 {c[4]} nomination timeouts {c[5]}"
+        f" refused {c[6]}: {c[7]} ({c[8]})"
+    )
 
 
 def table(out: Outcome) -> str:
@@ -406,8 +425,9 @@ def table(out: Outcome) -> str:
     p50_max, p95_max = limits(out.idle, out.slo)
     lines.insert(
         0,
-        f"idle close p50 {out.idle.p50:.2f}s p95 {out.idle.p95:.2f}s; SLO {out.slo:.0%}: p50 <="
-        f" {p50_max:.2f}s, p95 <= {p95_max:.2f}s",
+        f"idle close p50 {out.idle.p50:.2f}s p95 {out.idle.p95:.2f}s (nomination timeouts"
+        f" {_timeouts(out.idle.timeouts, out.idle.ledgers)}); SLO {out.slo:.0%}: p50 <= {p50_max:.2f}s, p95 <="
+        f" {p95_max:.2f}s",
     )
     if out.chosen:
         verb = "would apply" if out.dry_run else "applied"
@@ -514,7 +534,9 @@ def idle_from(closes: list[Any]) -> Idle:
             f"tune: only {st.ledgers} ledgers closed during the idle window — expected at least"
             f" {MIN_WINDOW_LEDGERS} — check that ledgers close (dlnet status) or lengthen --idle-window"
         )
-    return Idle(st.p50, st.p95, st.mean, st.ledgers, max(st.gaps) if st.gaps else None)
+    return Idle(
+        st.p50, st.p95, st.mean, st.ledgers, max(st.gaps) if st.gaps else None, st.header_mean, st.nomination_timeouts
+    )
 
 
 def measured_from(r: Any, rate: float) -> Measured:
@@ -533,4 +555,6 @@ def measured_from(r: Any, rate: float) -> Measured:
         errors=errors,
         ledgers=r.closes.ledgers,
         codes=dict(r.codes),
+        header_mean=r.closes.header_mean,
+        timeouts=r.closes.nomination_timeouts,
     )

@@ -49,6 +49,15 @@ def signing_rate(sign=ld.sign_all) -> float:
     return len(blobs) / (time.perf_counter() - t)
 
 
+def upstream_yardstick(step: dict, idle: dict) -> str:
+    """The step as the upstream measurement read it: the mean of whole-second closeTime gaps against idle's
+    (800 tx/s was +4.6 % there). Coarse and noisy (one timed-out nomination round in 12 ledgers is +1.7 %):
+    printed beside the kit's p50/p95 so the two can be compared, never used to decide."""
+    if not step.get("header_mean") or not idle.get("header_mean"):
+        return "header mean -"
+    return f"header mean {step['header_mean']:.2f} s ({step['header_mean'] / idle['header_mean'] - 1:+.1%} of idle)"
+
+
 def dlnet(dep: Deployment, *args: str, timeout: float = 3600) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "dlnet", *args, "-i", str(dep.inventory), "--json"],
@@ -125,9 +134,12 @@ def run(dep: Deployment, a: argparse.Namespace, sign: float, horizon: bool, dest
     print(f"  idle close: p50 {idle['p50']:.3f} s, p95 {idle['p95']:.3f} s, slowest {idle['slowest']:.3f} s over"
           f" {idle['ledgers']} ledgers (the nodes' own ledger.age.closed); limits p50 {out['limits']['p50']:.2f} s,"
           f" p95 {out['limits']['p95']:.2f} s")
+    print(f"  idle: {idle.get('timeouts')} of {idle['ledgers']} slots timed out in nomination round one (1 s each);"
+          f" mean of the headers' whole-second closeTime gaps {idle.get('header_mean')} s (the upstream yardstick)")
     for s in out["steps"]:
         print(f"  step: size {s['size']:6d} asked {s['rate']:7.1f} offered {s['offered_tps']:7.1f} applied"
-              f" {s['applied_tps'] or 0:7.1f} tx/s, close p50 {s['p50']:.2f} p95 {s['p95']:.2f} s:"
+              f" {s['applied_tps'] or 0:7.1f} tx/s, close p50 {s['p50']:.2f} p95 {s['p95']:.2f} s, nomination"
+              f" timeouts {s.get('timeouts')}/{s['ledgers']}, {upstream_yardstick(s, idle)}:"
               f" {'ok' if s['ok'] else 'no'} ({s['reason']})")
     applied = (chosen or {}).get("applied_tps") or 0.0
     if chosen:

@@ -91,6 +91,8 @@ def load(
         + (f" (codes: {', '.join(f'{k} {v}' for k, v in result.codes.items())})" if result.codes else "")
         + f"\nload: applied {result.applied_txs if result.applied_txs is not None else '?'} tx in ledgers"
         f" {result.first_ledger + 1}-{result.last_ledger} ({result.applied_tps or '?'} tx/s); close p50"
-        f" {result.closes.p50}s p95 {result.closes.p95}s; signing {result.signing_tps_per_core} tx/s per core"
+        f" {result.closes.p50}s p95 {result.closes.p95}s (nomination timeouts"
+        f" {'?' if result.closes.nomination_timeouts is None else result.closes.nomination_timeouts} in"
+        f" {result.closes.ledgers} ledgers); signing {result.signing_tps_per_core} tx/s per core"
     )
     emit(as_json, payload, text)

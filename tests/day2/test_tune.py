@@ -282,6 +282,49 @@ def test_close_intervals_come_from_the_nodes_own_timer(reference):
     assert ld.close_stats(closes).gaps == [5.0012, 4.8]
 
 
+def test_nomination_timeouts_are_counted_per_ledger_from_the_nodes_metrics(reference):
+    import json
+    from types import SimpleNamespace
+
+    # The recorded idle 19.14 network: 3 of its 12 slots timed out in nomination round one.
+    body = json.loads((reference / "normal-5s" / "http" / "metrics.json").read_text())["body"]["metrics"]
+    assert ld.nomination_timeouts_of(body) == 3
+    assert ld.nomination_timeouts_of({}) is None
+
+    class Node:
+        """A validator whose `metrics` say 0, 1, 1, 3 timed-out rounds in all after ledgers 10..13."""
+
+        def __init__(self):
+            self.timeouts = iter([0, 1, 1, 3])
+
+        def metrics(self):
+            return {"scp.timeout.nominate": {"type": "histogram", "sum": next(self.timeouts)}}
+
+    watch = ld.LedgerWatch(Node())  # type: ignore[arg-type]
+    for i, close_time in enumerate([100, 105, 111, 116]):
+        info = SimpleNamespace(ledger=SimpleNamespace(num=10 + i, close_time=close_time))
+        watch._record(info, 1000.0 + close_time, baseline=i == 0)  # type: ignore[arg-type]
+    assert [c.timeouts for c in watch.closes] == [None, 1, 0, 2]
+    st = ld.close_stats(watch.closes)
+    assert st.nomination_timeouts == 3 and st.header_gaps == [5, 6, 5] and st.header_mean == pytest.approx(5.333)
+    # A ledger the watcher missed spreads its timeouts over two: the sum is then unknown.
+    gap = [watch.closes[0], watch.closes[1], ld.Close(13, 116, 1116.0, timeouts=None)]
+    assert ld.close_stats(gap).nomination_timeouts is None
+
+
+def test_the_table_says_how_many_nomination_rounds_timed_out():
+    idle = tn.Idle(p50=5.0, p95=6.0, mean=5.25, ledgers=12, timeouts=3)
+    m = _m(300, p50=5.6)
+    m.timeouts = 5
+    step = tn.judge(m, idle, 0.05, 3000)
+    assert step.timeouts == 5 and not step.ok
+    out = tn.Outcome(idle, [step], None, 100, 100, False, 0.05, "2026-12-08T00:00:00Z", "done")
+    text = tn.table(out)
+    assert "(nomination timeouts 3/12)" in text.splitlines()[0]
+    assert "NOM. TIMEOUTS" in text and " 5/6 " in text
+    assert "nomination timeouts 5/6" in tn._row(step)
+
+
 def test_applied_rate_counts_only_the_ledgers_that_carried_load():
     closes = [ld.Close(1, 0, 0.0, txs=0), ld.Close(2, 5, 5.0, 250, 250, 5.0), ld.Close(3, 10, 10.0, 250, 250, 5.0),
               ld.Close(4, 15, 15.0, 0, 0, 5.0), ld.Close(5, 20, 20.0, 0, 0, 5.0)]
