@@ -135,7 +135,7 @@ class Close:
     txs: int | None = None  # transactions applied in it (None when aggregated with a missed ledger)
     ops: int | None = None
     interval: float | None = None  # seconds since the previous close, as the node timed it (ledger.age.closed)
-    timeouts: int | None = None  # nomination rounds that timed out on the watched node before this ledger
+    timeouts: int | None = None  # nomination rounds that timed out (watched node) while this ledger was agreed
 
 
 def counts_of(metrics: dict[str, Any]) -> tuple[int, int]:
