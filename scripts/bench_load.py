@@ -134,7 +134,7 @@ def run(dep: Deployment, a: argparse.Namespace, sign: float, horizon: bool, dest
     print(f"  idle close: p50 {idle['p50']:.3f} s, p95 {idle['p95']:.3f} s, slowest {idle['slowest']:.3f} s over"
           f" {idle['ledgers']} ledgers (the nodes' own ledger.age.closed); limits p50 {out['limits']['p50']:.2f} s,"
           f" p95 {out['limits']['p95']:.2f} s")
-    print(f"  idle: {idle.get('timeouts')} of {idle['ledgers']} slots timed out in nomination round one (1 s each);"
+    print(f"  idle: {idle.get('timeouts')} timed-out nomination rounds in {idle['ledgers']} ledgers (1 s or more each);"
           f" mean of the headers' whole-second closeTime gaps {idle.get('header_mean')} s (the upstream yardstick)")
     for s in out["steps"]:
         print(f"  step: size {s['size']:6d} asked {s['rate']:7.1f} offered {s['offered_tps']:7.1f} applied"
