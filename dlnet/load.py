@@ -322,8 +322,11 @@ def close_stats(closes: list[Close]) -> CloseStats:
             header.append(b.close_time - a.close_time)
     counted = closes[1:]
     txs = [c.txs for c in counted]
-    ops = [c.ops for c in counted]
-    timeouts = [c.timeouts for c in counted]
+
+    def total(values: list[int | None]) -> int | None:
+        """The sum over every counted ledger, or None when there are none or one is unknown."""
+        return sum(v for v in values if v is not None) if values and None not in values else None
+
     return CloseStats(
         ledgers=len(counted),
         gaps=gaps,
@@ -331,11 +334,11 @@ def close_stats(closes: list[Close]) -> CloseStats:
         p50=percentile(gaps, 50),
         p95=percentile(gaps, 95),
         mean=round(statistics.fmean(gaps), 3) if gaps else None,
-        txs=sum(t for t in txs if t is not None) if counted and None not in txs else None,
-        ops=sum(o for o in ops if o is not None) if counted and None not in ops else None,
+        txs=total(txs),
+        ops=total([c.ops for c in counted]),
         max_txs_in_ledger=max((t for t in txs if t is not None), default=None),
         header_mean=round(statistics.fmean(header), 3) if header else None,
-        nomination_timeouts=sum(t for t in timeouts if t is not None) if counted and None not in timeouts else None,
+        nomination_timeouts=total([c.timeouts for c in counted]),
     )
 
 
